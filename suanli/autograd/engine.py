@@ -214,6 +214,7 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], *, retain_gra
             if not retain_graph:
                 node.inputs = None   # free the tape: saved tensors go with it
                 node.saved = ()
+                node._out_data = None
         # leaves: hooks, then accumulate or return
         for key, (t, g) in leaf_grads.items():
             if t._hooks:

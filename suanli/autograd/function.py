@@ -87,7 +87,7 @@ class Function:
             def infer(*specs: Spec, **attrs: Any) -> Spec:
                 raise AutogradError(f"{cls.__name__}: custom Functions have no shape rule (not traceable)")
 
-            cls._prim = Primitive(f"{cls.__name__}", lambda *a, **k: None, infer, vjp=vjp, jvp=jvp)
+            cls._prim = Primitive(cls.__name__, _no_impl, infer, vjp=vjp, jvp=jvp, save_inputs=False)
         return cls.__dict__["_prim"]
 
     @classmethod
@@ -126,3 +126,7 @@ class Function:
                 state.forward_level = level
             _attach_tangent(out, tan)
         return out
+
+
+def _no_impl(*arrays: Any, **attrs: Any) -> None:
+    raise AutogradError("custom Functions run through Function.apply, not the primitive impl")

@@ -37,8 +37,10 @@ def _numerical_jacobian(func: Callable, inputs: list[Any], i: int, eps: float) -
             plus, minus = base.copy(), base.copy()
             plus.reshape(-1)[k] += eps
             minus.reshape(-1)[k] -= eps
-            args_p = list(inputs); args_p[i] = _wrap(plus)
-            args_m = list(inputs); args_m[i] = _wrap(minus)
+            args_p = list(inputs)
+            args_p[i] = _wrap(plus).requires_grad_(x._requires_grad)
+            args_m = list(inputs)
+            args_m[i] = _wrap(minus).requires_grad_(x._requires_grad)
             fp = _outputs(func, args_p)
             fm = _outputs(func, args_m)
             cols.append([((a._data.astype(np.float64) - b._data.astype(np.float64)) / (2 * eps)).reshape(-1)

@@ -154,7 +154,8 @@ def defprim(name: str, impl: Callable[..., np.ndarray], infer: Callable[..., Spe
 class Node:
     """A recorded application of a primitive: what backward needs, and nothing else."""
 
-    __slots__ = ("prim", "inputs", "attrs", "needs", "_out", "saved", "hooks", "retain", "__weakref__")
+    __slots__ = ("prim", "inputs", "attrs", "needs", "_out", "_out_data", "saved", "hooks", "retain",
+                 "__weakref__")
 
     def __init__(self, prim: Primitive, inputs: tuple[Tensor, ...], attrs: dict, out: Tensor) -> None:
         self.prim = prim
@@ -164,17 +165,26 @@ class Node:
         self._out = weakref.ref(out)
         idx = prim.saved_inputs(self.needs)
         saved = [(inputs[i]._vc, inputs[i]._vc[0], i) for i in idx]
+        self._out_data = None
         if prim.save_output:
             saved.append((out._vc, out._vc[0], -1))
+            self._out_data = out._data   # the output Tensor may be gone by the time backward runs
         self.saved = saved
         self.hooks: list | None = None
         self.retain: Any = None
 
     @property
     def out(self) -> Tensor:
+        """The primal output; if the user dropped it, a stand-in on the same data and node (so
+        double backward through ``ctx.out`` still reaches this node's inputs)."""
         out = self._out()
-        if out is None:  # pragma: no cover - only reachable through misuse of internals
-            raise AutogradError(f"{self.prim.name}: the output this gradient needs was freed")
+        if out is None:
+            if self._out_data is None:
+                raise AutogradError(f"{self.prim.name}: its VJP reads ctx.out, so the primitive must be "
+                                    "registered with save_output=True")
+            out = _wrap(self._out_data)
+            out._node, out._requires_grad = self, True
+            out._vc = next((vc for vc, _, i in self.saved if i == -1), out._vc)
         return out
 
     @property
