@@ -7,7 +7,12 @@
 >>> x.grad
 tensor([2., 4., 6.])
 """
-from . import autograd, dtypes, nn, ops, random
+import warnings as _warnings
+
+# NumPy warns on inf*0, log(0)...; torch is silent and so are we (only for calls made from suanli code)
+_warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"suanli(\.|$)")
+
+from . import autograd, dtypes, nn, ops, random  # noqa: E402
 from ._config import state as _state
 from .autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from .creation import *  # noqa: F401,F403

@@ -131,8 +131,7 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], *, retain_gra
         node = stack.pop()
         if node.inputs is None:
             raise _freed_error()
-        for t in node.inputs:
-            n = t._node
+        for n in node.input_nodes:
             if n is not None:
                 if n in deps:
                     deps[n] += 1
@@ -196,8 +195,7 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], *, retain_gra
                                         f"{len(inputs_of_node)} inputs")
             else:
                 in_grads = (None,) * len(inputs_of_node)
-            for t, gi, need in zip(inputs_of_node, in_grads, node.needs):
-                n = t._node
+            for t, n, gi, need in zip(inputs_of_node, node.input_nodes, in_grads, node.needs):
                 if gi is not None and need:
                     gi = _fit(gi, t, node.prim.name)
                     if n is None:

@@ -43,6 +43,8 @@ def _prepare(inputs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         leaf._base = None
         if leaf.is_floating_point():
             leaf.requires_grad_(True)
+        if t._tangent is not None:          # keep forward-mode tangents (forward-over-reverse)
+            forward_ad._attach_tangent(leaf, t._tangent)
         out.append(leaf)
     return tuple(out)
 
@@ -118,7 +120,7 @@ def jacobian(func: Callable, inputs: Any, create_graph: bool = False, strict: bo
                 out_tuple, outs = _tuple(out)
                 per_elem.append(list(_tuple(tan)[1]))
             cols.append(per_elem)
-        outs_ = _tuple(func(*ins))[1]
+        out_tuple, outs_ = _tuple(func(*ins))
         result = []
         for o_idx, o in enumerate(outs_):
             row = []
@@ -129,7 +131,6 @@ def jacobian(func: Callable, inputs: Any, create_graph: bool = False, strict: bo
                 col = stack([cols[i][k][o_idx] for k in range(x._data.size)], dim=-1)
                 row.append(reshape(col, o._data.shape + x._data.shape))
             result.append(row)
-        out_tuple = _tuple(outs_)[0]
     else:
         with _enable(True):
             xs = _prepare(ins)

@@ -53,8 +53,10 @@ def apply_inplace(op: str, self: Tensor, fn: Callable[..., Tensor], *args: Any, 
         raise op_error(op, "this tensor's memory is read-only (an expanded/broadcast view)",
                        actual=f"shape {data.shape}", hint="clone() it before modifying")
     if recording:
-        alias = _wrap(data)
-        alias._vc, alias._node, alias._base = self._vc, self._node, self._base
+        # the old value, as the new node's input: a copy, so a VJP that reads it (sin_, pow_...)
+        # still sees the value before the write, as in torch
+        alias = _wrap(data.copy())
+        alias._node, alias._base = self._node, self._base
         alias._requires_grad, alias._tangent = self._requires_grad, self._tangent
         if self._node is not None:
             self._node._out = weakref.ref(alias)

@@ -154,14 +154,16 @@ def defprim(name: str, impl: Callable[..., np.ndarray], infer: Callable[..., Spe
 class Node:
     """A recorded application of a primitive: what backward needs, and nothing else."""
 
-    __slots__ = ("prim", "inputs", "attrs", "needs", "_out", "_out_data", "saved", "hooks", "retain",
-                 "__weakref__")
+    __slots__ = ("prim", "inputs", "input_nodes", "attrs", "needs", "_out", "_out_data", "saved", "hooks",
+                 "retain", "__weakref__")
 
     def __init__(self, prim: Primitive, inputs: tuple[Tensor, ...], attrs: dict, out: Tensor) -> None:
         self.prim = prim
         self.inputs: tuple[Tensor, ...] | None = inputs
         self.attrs = attrs
         self.needs = tuple([t._requires_grad for t in inputs])
+        # the producers as of now: a later in-place op re-points a tensor's _node, not this edge
+        self.input_nodes = tuple([t._node for t in inputs])
         self._out = weakref.ref(out)
         idx = prim.saved_inputs(self.needs)
         saved = [(inputs[i]._vc, inputs[i]._vc[0], i) for i in idx]
@@ -194,9 +196,7 @@ class Node:
     @property
     def next_functions(self) -> tuple:
         """Like torch's ``grad_fn.next_functions``: the nodes that produced the inputs."""
-        if self.inputs is None:
-            return ()
-        return tuple((t._node, 0) for t in self.inputs)
+        return tuple((n, 0) for n in self.input_nodes)
 
     def __repr__(self) -> str:
         return f"<{''.join(w.title() for w in self.prim.name.split('_'))}Backward>"
@@ -230,6 +230,8 @@ def apply(prim: Primitive, *inputs: Tensor, **attrs: Any) -> Tensor:
         raise
     except Exception as exc:  # a NumPy failure: let the shape rule say what is wrong
         raise explain_failure(prim, inputs, attrs, exc) from exc
+    if out.__class__ is not np.ndarray:   # ufuncs on 0-d arrays return NumPy scalars
+        out = np.asarray(out)
     if state.check_shapes:
         check_infer(prim, inputs, attrs, out)
     result = _wrap(out)
