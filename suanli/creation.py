@@ -3,7 +3,7 @@
 
 >>> import suanli
 >>> suanli.arange(0, 1, 0.25)
-tensor([0.    , 0.25  , 0.5   , 0.75  ])
+tensor([0.  , 0.25, 0.5 , 0.75])
 >>> suanli.eye(2, dtype=suanli.int64)
 tensor([[1, 0],
         [0, 1]])

@@ -219,7 +219,7 @@ def apply(prim: Primitive, *inputs: Tensor, **attrs: Any) -> Tensor:
     >>> import suanli
     >>> from suanli.ops import registry
     >>> apply(registry["add"], suanli.tensor([1.0]), suanli.tensor([2.0]))
-    tensor([3.], dtype=float32)
+    tensor([3.])
     """
     try:
         if prim.upcast_half and inputs and inputs[0]._data.dtype in HALF:
