@@ -156,8 +156,6 @@ def test_advanced_index_is_a_copy():
     assert not np.shares_memory(m.numpy(), x.numpy())
 
 
-@pytest.mark.xfail(reason="inplace.py/engine: a node that consumed x before x[0] = v routes its gradient "
-                   "through the new index_put node (x._node is re-pointed); same for mul_", strict=False)
 def test_setitem_keeps_gradient_of_earlier_uses():
     y = suanli.tensor([1.0, 2.0, 3.0], requires_grad=True)
     x = y.clone()
