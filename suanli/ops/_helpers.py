@@ -88,6 +88,8 @@ def normalize_axes(op: str, axes: Any, ndim: int) -> tuple[int, ...]:
     if isinstance(axes, (int, np.integer)):
         axes = (int(axes),)
     out = tuple(sorted(normalize_axis(op, int(a), ndim) for a in axes))
+    if ndim == 0:          # torch accepts dim 0 / -1 on a 0-d tensor: nothing to reduce
+        return ()
     if len(set(out)) != len(out):
         raise op_error(op, "a dimension appears more than once", actual=f"dims={axes}")
     return out
