@@ -34,4 +34,11 @@ def op_error(op: str, message: str, *, expect: str | None = None, actual: str | 
         lines.append(f"  Actual: {actual}")
     if hint:
         lines.append(f"  help: {hint}")
-    return cls("\n".join(lines))
+    err = cls("\n".join(lines))
+    err.suanli_clear = True    # marks a deliberate, user-facing error even when cls is a builtin
+    return err
+
+
+def is_clear_error(exc: BaseException) -> bool:
+    """True for errors suanli raised on purpose (SuanliError or built by :func:`op_error`)."""
+    return isinstance(exc, SuanliError) or getattr(exc, "suanli_clear", False)

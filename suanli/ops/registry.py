@@ -19,7 +19,7 @@ import numpy as np
 
 from .._config import state
 from ..dtypes import HALF, float32
-from ..errors import AutogradError, SuanliError, op_error
+from ..errors import AutogradError, SuanliError, is_clear_error, op_error
 from ..tensor import Tensor, _wrap
 
 
@@ -226,9 +226,9 @@ def apply(prim: Primitive, *inputs: Tensor, **attrs: Any) -> Tensor:
             out = _impl_half(prim, inputs, attrs)
         else:
             out = prim.impl(*[t._data for t in inputs], **attrs)
-    except SuanliError:
-        raise
     except Exception as exc:  # a NumPy failure: let the shape rule say what is wrong
+        if is_clear_error(exc):
+            raise
         raise explain_failure(prim, inputs, attrs, exc) from exc
     if out.__class__ is not np.ndarray:   # ufuncs on 0-d arrays return NumPy scalars
         out = np.asarray(out)
@@ -262,10 +262,9 @@ def explain_failure(prim: Primitive, inputs: Sequence[Tensor], attrs: dict, exc:
     specs = [Spec(t._data.shape, t._data.dtype) for t in inputs]
     try:
         prim.infer(*specs, **attrs)
-    except SuanliError as clear:
-        return clear
-    except Exception:  # noqa: BLE001 - a broken rule must not hide the original failure
-        pass
+    except Exception as clear:  # noqa: BLE001 - a broken rule must not hide the original failure
+        if is_clear_error(clear):
+            return clear
     shapes = ", ".join(f"{tuple(s.shape)} {s.dtype}" for s in specs)
     return op_error(prim.name, f"failed: {type(exc).__name__}: {exc}",
                     actual=f"inputs {shapes}; attrs {attrs}",
