@@ -393,3 +393,21 @@ def test_determinism_same_seed_same_gradients():
         ((x.reshape(5, 4, 1) * w).sum(1).exp()).sum().backward()
         return w.grad.numpy().copy()
     np.testing.assert_array_equal(run(), run())
+
+
+def test_leaf_grads_never_alias_each_other_or_the_callers_gradient():
+    a = suanli.tensor([1.0, 2.0], requires_grad=True)
+    b = suanli.tensor([1.0, 2.0], requires_grad=True)
+    (a + b).sum().backward()            # add hands the same cotangent to both leaves
+    with suanli.no_grad():
+        a.grad.add_(1.0)
+    assert b.grad.tolist() == [1.0, 1.0]
+    g = suanli.tensor([5.0, 6.0])
+    c = suanli.tensor([1.0, 2.0], requires_grad=True)
+    (c * 1.0).backward(g)
+    c.grad.add_(1.0)
+    assert g.tolist() == [5.0, 6.0]
+    d = suanli.tensor([3.0], requires_grad=True)
+    d.backward(g[:1])                   # a leaf root receives the caller's gradient directly
+    d.grad.add_(1.0)
+    assert g.tolist() == [5.0, 6.0]

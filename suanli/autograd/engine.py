@@ -151,6 +151,9 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], *, retain_gra
                 wanted[id(t)] = i
 
     node_grads: dict[Any, Tensor] = {}
+    # arrays that must never become a leaf's .grad without a copy: the caller's root gradients, and
+    # any array already handed to one leaf (add's VJP gives the same cotangent to both inputs)
+    claimed: set[int] = {id(g._data) for g in grads}
     leaf_grads: dict[int, tuple[Tensor, Tensor]] = {}
 
     def to_leaf(t: Tensor, g: Tensor) -> None:
@@ -224,22 +227,28 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], *, retain_gra
                 if key in wanted:
                     results[wanted[key]] = g
                     if accumulate:
-                        _accumulate(t, g, create_graph)
+                        _accumulate(t, g, create_graph, claimed)
             elif accumulate:
-                _accumulate(t, g, create_graph)
+                _accumulate(t, g, create_graph, claimed)
     finally:
         state.grad_enabled = prev_mode
     return results if inputs is not None else None
 
 
-def _accumulate(t: Tensor, g: Tensor, create_graph: bool) -> None:
-    """``t.grad += g``; without create_graph the stored grad owns fresh, writeable memory."""
+def _accumulate(t: Tensor, g: Tensor, create_graph: bool, claimed: set[int]) -> None:
+    """``t.grad += g``; without create_graph the stored grad owns its memory (never aliases another
+    tensor): a fresh, unshared engine array is taken as is, anything else is copied."""
     if create_graph:
         t.grad = g if t.grad is None else t.grad + g
         return
     old = t.grad
     if old is None:
-        t.grad = _wrap(np.array(g._data, copy=True, order="C"))   # never alias another tensor
+        data = g._data
+        if (data.base is not None or not data.flags.writeable or not data.flags.c_contiguous
+                or id(data) in claimed or data is t._data):
+            data = np.array(data, copy=True, order="C")
+        claimed.add(id(data))
+        t.grad = _wrap(data)
     elif old._data.flags.writeable and old._data.shape == g._data.shape and old._node is None:
         np.add(old._data, g._data, out=old._data, casting="unsafe")
     else:
