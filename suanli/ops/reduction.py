@@ -586,16 +586,7 @@ def max(input: Tensor, dim: Any = None, keepdim: bool = False, *, other: Any = N
     >>> values.tolist(), indices.tolist()
     ([5.0, 7.0], [1, 0])
     """
-    if isinstance(dim, Tensor) or other is not None:
-        from .elementwise import maximum
-        return maximum(input, dim if other is None else other)
-    if dim is None:
-        if keepdim:
-            raise op_error("max", "keepdim needs a dim", actual="keepdim=True without dim",
-                           hint="pass dim=..., or use amax/amin(keepdim=True) to reduce all dims",
-                           cls=TypeError)  # type: ignore[arg-type]
-        return _reduce_extremum("max", AMAX, input, None, False)
-    return _with_indices("max", ARGMAX, input, dim, keepdim)
+    return _max_or_min("max", input, dim, keepdim, other)
 
 
 @tensor_method
@@ -606,16 +597,22 @@ def min(input: Tensor, dim: Any = None, keepdim: bool = False, *, other: Any = N
     >>> suanli.tensor([3, 1, 2]).min(0).indices.item()
     1
     """
+    return _max_or_min("min", input, dim, keepdim, other)
+
+
+def _max_or_min(op: str, input: Tensor, dim: Any, keepdim: bool, other: Any) -> Any:
+    """Shared body of :func:`max` and :func:`min` (elementwise, full reduction, or values+indices)."""
+    from . import elementwise as _ew
+    is_max = op == "max"
     if isinstance(dim, Tensor) or other is not None:
-        from .elementwise import minimum
-        return minimum(input, dim if other is None else other)
+        return (_ew.maximum if is_max else _ew.minimum)(input, dim if other is None else other)
     if dim is None:
         if keepdim:
-            raise op_error("min", "keepdim needs a dim", actual="keepdim=True without dim",
+            raise op_error(op, "keepdim needs a dim", actual="keepdim=True without dim",
                            hint="pass dim=..., or use amax/amin(keepdim=True) to reduce all dims",
                            cls=TypeError)  # type: ignore[arg-type]
-        return _reduce_extremum("min", AMIN, input, None, False)
-    return _with_indices("min", ARGMIN, input, dim, keepdim)
+        return _reduce_extremum(op, AMAX if is_max else AMIN, input, None, False)
+    return _with_indices(op, ARGMAX if is_max else ARGMIN, input, dim, keepdim)
 
 
 @tensor_method
