@@ -727,3 +727,11 @@ def test_namespace_and_reexports():
     x = rand((3, 4), away_from=[0])
     check_torch(lambda t: F.relu(t), lambda t: TF.relu(t), [x])
     check_torch(lambda t: F.softplus(t), lambda t: TF.softplus(t), [x])
+
+
+def test_softmax_bad_dim_names_softmax():
+    import pytest
+    with pytest.raises(IndexError, match=r"softmax: dimension out of range[\s\S]*dim=2 for a 1-d tensor"):
+        suanli.ones(3).softmax(2)
+    with pytest.raises(IndexError, match="log_softmax: dimension out of range"):
+        suanli.ones(2, 3).log_softmax(-3)

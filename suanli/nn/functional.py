@@ -233,6 +233,8 @@ def _softmax_input(op: str, input: Tensor, dim: int | None, dtype: Any) -> tuple
     if input.dtype not in _dt.FLOATING:
         raise op_error(op, "expects a floating-point tensor", actual=_shape_str(input),
                        hint="pass dtype=suanli.float32 or convert with .float()", cls=DTypeError)
+    from ..ops._helpers import normalize_axis
+    normalize_axis(op, int(dim), input.ndim)      # the error names softmax, not an inner op
     return input, dim
 
 
