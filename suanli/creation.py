@@ -10,6 +10,7 @@ tensor([[1, 0],
 """
 from __future__ import annotations
 
+import operator
 from typing import Any, Sequence
 
 import numpy as np
@@ -28,8 +29,8 @@ def _shape(size: Sequence[Any]) -> tuple[int, ...]:
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
         size = tuple(size[0])
     try:
-        shape = tuple(int(s) for s in size)
-    except (TypeError, ValueError):
+        shape = tuple(operator.index(s) for s in size)   # 2.5 is an error, not 2 (as in torch)
+    except TypeError:
         raise op_error("size", "sizes must be integers", actual=f"{size!r}", cls=TypeError) from None  # type: ignore[arg-type]
     if any(s < 0 for s in shape):
         raise op_error("size", "sizes must be non-negative", actual=str(shape), cls=ValueError)  # type: ignore[arg-type]

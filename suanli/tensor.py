@@ -286,7 +286,13 @@ def _to_array(data: Any, dtype: Any = None) -> np.ndarray:
     else:
         if isinstance(data, (list, tuple)) and _contains_tensor(data):
             data = _nested_to_numpy(data)
-        arr = np.array(data)
+        try:
+            arr = np.array(data)
+        except ValueError as exc:   # ragged nested lists
+            raise op_error("tensor", "nested sequences must have a regular (rectangular) shape",
+                           actual=f"{type(data).__name__} with rows of different lengths ({exc})",
+                           hint="pad the rows to one length, or build one tensor per row",
+                           cls=ValueError) from None  # type: ignore[arg-type]
         if target is None:
             if arr.dtype.kind == "f":
                 arr = arr.astype(_dt.get_default_dtype())

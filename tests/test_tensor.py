@@ -179,3 +179,23 @@ def test_numpy_operand_on_the_left_defers_to_tensor():
     out = np.array([1.0, 2.0], dtype=np.float32) + suanli.tensor([1.0, 1.0])
     assert isinstance(out, suanli.Tensor)
     assert out.tolist() == [2.0, 3.0]
+
+
+def test_ragged_data_and_non_integer_sizes_are_clear_errors():
+    with pytest.raises(ValueError, match="tensor: nested sequences must have a regular"):
+        suanli.tensor([[1, 2], [3]])
+    with pytest.raises(TypeError, match="size: sizes must be integers"):
+        suanli.zeros(2.5)
+    with pytest.raises(TypeError, match="reshape: sizes must be integers"):
+        suanli.ones(4).reshape(2.5, 2)
+
+
+def test_view_never_copies_and_reshape_copies_only_when_needed():
+    x = suanli.arange(6.0).reshape(2, 3)
+    v = x.view(3, 2)
+    assert np.shares_memory(v.numpy(), x.numpy())
+    with pytest.raises(ValueError, match=r"view: the size is not compatible[\s\S]*help: use \.reshape"):
+        x.T.view(6)
+    r = x.T.reshape(6)
+    assert not np.shares_memory(r.numpy(), x.numpy())
+    np.testing.assert_array_equal(r.numpy(), x.numpy().T.reshape(6))

@@ -107,7 +107,6 @@ def jacobian(func: Callable, inputs: Any, create_graph: bool = False, strict: bo
     from ..ops.shape import reshape, stack
     in_tuple, ins = _tuple(inputs)
     if strategy == "forward-mode":
-        out_tuple = None
         cols: list[list[list[Tensor]]] = []   # [input][element][output]
         for i, x in enumerate(ins):
             per_elem = []
@@ -117,10 +116,10 @@ def jacobian(func: Callable, inputs: Any, create_graph: bool = False, strict: bo
                 vs = [_wrap(np.zeros_like(t._data)) for t in ins]
                 vs[i] = _wrap(tangent.reshape(x._data.shape))
                 out, tan = jvp(func, tuple(ins), tuple(vs), create_graph=create_graph)
-                out_tuple, outs = _tuple(out)
                 per_elem.append(list(_tuple(tan)[1]))
             cols.append(per_elem)
-        out_tuple, outs_ = _tuple(func(*ins))
+        # the primal outputs came with every jvp call; call func only if no input had an element
+        out_tuple, outs_ = _tuple(out) if any(x._data.size for x in ins) else _tuple(func(*ins))
         result = []
         for o_idx, o in enumerate(outs_):
             row = []

@@ -27,18 +27,22 @@ from ..tensor import Tensor, _wrap
 from ._helpers import broadcast_shapes as _broadcast_shapes, normalize_axis, sum_to
 from .registry import Spec, apply, defprim, spec_str, tensor_method
 
-__all__ = ["reshape", "expand", "broadcast_to", "broadcast_tensors", "broadcast_shapes", "permute",
+__all__ = ["reshape", "view", "expand", "broadcast_to", "broadcast_tensors", "broadcast_shapes", "permute",
            "transpose", "swapaxes", "swapdims", "movedim", "moveaxis", "t", "adjoint", "squeeze",
            "unsqueeze", "flatten", "ravel", "unflatten", "cat", "concat", "concatenate", "stack",
            "hstack", "vstack", "split", "chunk", "unbind", "narrow", "pad", "flip", "fliplr", "flipud",
            "roll", "tril", "triu", "repeat_interleave", "tile", "diagonal"]
 
 
-def _shape_arg(shape: Sequence[Any]) -> tuple[int, ...]:
+def _shape_arg(shape: Sequence[Any], op: str = "reshape") -> tuple[int, ...]:
     """Accept ``f(2, 3)`` and ``f((2, 3))`` alike."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = shape[0]
-    return tuple(operator.index(s) for s in shape)
+    try:
+        return tuple(operator.index(s) for s in shape)
+    except TypeError:
+        raise op_error(op, "sizes must be integers", actual=f"{tuple(shape)!r}",
+                       hint="pass ints, e.g. x.reshape(2, -1)", cls=DTypeError) from None
 
 
 def _dims_arg(op: str, dims: Sequence[Any]) -> tuple[int, ...]:
@@ -99,9 +103,20 @@ RESHAPE = defprim("reshape", _reshape_impl, _infer_reshape, vjp=_reshape_vjp, jv
                   view=True, save_inputs=False, upcast_half=False)
 
 
-@tensor_method(names=["reshape", "view"])
+def _viewable(data: np.ndarray, shape: tuple[int, ...]) -> bool:
+    """Whether ``data`` can take ``shape`` without a copy (always true when C-contiguous)."""
+    if data.flags.c_contiguous:
+        return True
+    try:
+        np.reshape(data, shape, copy=False)
+    except ValueError:
+        return False
+    return True
+
+
+@tensor_method
 def reshape(input: Tensor, *shape: Any) -> Tensor:
-    """Same elements in a new shape (one dim may be -1). ``view`` is an alias.
+    """Same elements in a new shape (one dim may be -1); copies only when the strides require it.
 
     >>> import suanli
     >>> suanli.arange(6).reshape(3, -1).shape
@@ -110,13 +125,29 @@ def reshape(input: Tensor, *shape: Any) -> Tensor:
     shape = resolve_shape("reshape", input._data.shape, _shape_arg(shape))
     if shape == input._data.shape:
         return input
-    try:
-        np.reshape(input._data, shape, copy=False)
-    except ValueError:
-        # the strides do not allow a view (e.g. after a transpose): copy first, as torch's reshape
-        # does, so that the result does not claim to share memory with the input
+    if not _viewable(input._data, shape):
+        # e.g. after a transpose: copy first, as torch's reshape does, so that the result does
+        # not claim to share memory (and a version counter) with the input
         from .elementwise import clone
         input = clone(input)
+    return apply(RESHAPE, input, shape=shape)
+
+
+@tensor_method
+def view(input: Tensor, *shape: Any) -> Tensor:
+    """Like :func:`reshape` but never copies: the result always shares memory with ``input``.
+
+    >>> import suanli
+    >>> suanli.arange(6).view(2, 3).shape
+    (2, 3)
+    """
+    shape = resolve_shape("view", input._data.shape, _shape_arg(shape, "view"))
+    if shape == input._data.shape:
+        return input
+    if not _viewable(input._data, shape):
+        raise op_error("view", "the size is not compatible with the input's strides (it is not contiguous)",
+                       actual=f"input shape {input._data.shape}, strides {input._data.strides}, "
+                       f"requested {shape}", hint="use .reshape(...) (copies if needed) or .contiguous().view(...)")
     return apply(RESHAPE, input, shape=shape)
 
 
