@@ -12,6 +12,7 @@ import warnings as _warnings
 # NumPy warns on inf*0, log(0)...; torch is silent and so are we (only for calls made from suanli code)
 _warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"suanli(\.|$)")
 
+from . import _malloc  # noqa: E402,F401  (allocator thresholds; see _malloc.py)
 from . import autograd, dtypes, nn, ops, random  # noqa: E402
 from ._config import state as _state
 from .autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled

@@ -40,6 +40,9 @@ CONV2D_CASES = [
     ("batch1_channel1", (1, 1, 5, 5), (1, 1, 3, 3), {}),
     ("kernel_is_input", (2, 3, 4, 5), (2, 3, 4, 5), {}),
     ("pointwise", (2, 5, 4, 3), (3, 5, 1, 1), {}),
+    ("pointwise_stride2", (2, 5, 5, 4), (3, 5, 1, 1), dict(stride=2)),
+    ("pointwise_stride_hw", (2, 3, 6, 7), (4, 3, 1, 1), dict(stride=(2, 3))),
+    ("kernel_is_input_lenet_c5", (3, 4, 5, 5), (6, 4, 5, 5), {}),
     ("unbatched", (3, 6, 6), (4, 3, 3, 3), dict(padding=1)),
 ]
 
@@ -170,6 +173,8 @@ def test_conv_double_backward_matches_torch():
 # (id, input shape, keyword arguments)
 MAXPOOL_CASES = [
     ("k2", (2, 3, 6, 6), dict(kernel_size=2)),
+    ("tiles_ragged", (2, 3, 7, 9), dict(kernel_size=(2, 3))),
+    ("tiles_unbatched", (3, 4, 4), dict(kernel_size=2)),
     ("k3_s2_p1", (2, 2, 7, 8), dict(kernel_size=3, stride=2, padding=1)),
     ("k3_s1_overlap", (1, 2, 5, 6), dict(kernel_size=3, stride=1)),
     ("nonsquare", (2, 2, 7, 9), dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 0))),
@@ -230,6 +235,8 @@ def test_max_pool1d_and_adaptive_max_pool_match_torch():
 # =============================================================================== avg pooling
 AVGPOOL_CASES = [
     ("k2", (2, 3, 6, 6), dict(kernel_size=2)),
+    ("tiles_ragged", (2, 3, 7, 9), dict(kernel_size=(2, 3))),
+    ("tiles_unbatched", (3, 4, 4), dict(kernel_size=2)),
     ("k3_s2_p1", (2, 2, 7, 8), dict(kernel_size=3, stride=2, padding=1)),
     ("exclude_pad", (2, 2, 7, 8), dict(kernel_size=3, stride=2, padding=1, count_include_pad=False)),
     ("ceil", (1, 2, 7, 7), dict(kernel_size=2, ceil_mode=True)),
@@ -281,6 +288,9 @@ FD_CASES = [
     ("avg_pool2d", lambda x: suanli.avg_pool2d(x, 3, stride=2, padding=1, ceil_mode=True,
                                                count_include_pad=False), [(2, 2, 6, 7)]),
     ("adaptive_avg_pool2d", lambda x: suanli.adaptive_avg_pool2d(x, (3, 2)), [(2, 2, 7, 5)]),
+    ("avg_pool2d_tiles_ragged", lambda x: suanli.avg_pool2d(x * x, 2), [(2, 2, 5, 7)]),
+    ("conv2d_pointwise_strided", lambda x, w: suanli.conv2d(x * x, w, stride=2), [(2, 3, 5, 4), (2, 3, 1, 1)]),
+    ("conv2d_full_window", lambda x, w: suanli.conv2d(x * x, w), [(2, 3, 3, 2), (4, 3, 3, 2)]),
     # continuous random inputs: no ties, so max pooling is differentiable at them
     ("max_pool2d", lambda x: suanli.max_pool2d(x, 3, stride=2, padding=1, dilation=1), [(2, 2, 6, 7)]),
     ("max_pool2d_overlap_squared", lambda x: suanli.max_pool2d(x * x, 2, stride=1), [(1, 2, 4, 5)]),
