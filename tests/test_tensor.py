@@ -135,6 +135,10 @@ def test_clone_detach_contiguous():
     assert x.contiguous() is x
     (c * 3.0).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), np.full((2, 2), 3.0))
+    # a permuted tensor becomes C-contiguous, so .view() works on it afterwards (the nanoGPT idiom)
+    y = suanli.arange(24.0).reshape(2, 3, 4).transpose(1, 2)
+    assert not y.is_contiguous() and y.contiguous().is_contiguous()
+    np.testing.assert_array_equal(y.contiguous().view(2, 12).numpy(), y.numpy().reshape(2, 12))
 
 
 def test_repr_is_readable():

@@ -307,7 +307,7 @@ def cast(x: Tensor, dtype: Any) -> Tensor:
 
 
 def _copy_impl(x):
-    return np.array(x, copy=True)
+    return np.array(x, order="C", copy=True)      # C order: contiguous() relies on it
 
 
 def _copy_vjp(ctx, g):
