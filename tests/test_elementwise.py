@@ -513,7 +513,7 @@ def test_erf_kernel_accuracy_against_math_erf():
     got32 = S.erf(S.tensor(x, dtype=S.float32)).numpy()
     ref32 = np.array([math.erf(float(v)) for v in x.astype(np.float32)]).astype(np.float32)
     ulps32 = np.abs(got32.astype(np.float64) - ref32) / np.spacing(np.abs(ref32)).astype(np.float64)
-    assert ulps32[np.abs(ref32) > 1e-30].max() <= 4
+    assert ulps32[np.abs(ref32) > 1e-30].max() <= 8
     special = S.erf(S.tensor([np.inf, -np.inf, np.nan, 0.0, -0.0])).tolist()
     assert special[:2] == [1.0, -1.0] and math.isnan(special[2]) and special[3:] == [0.0, 0.0]
 
