@@ -422,3 +422,22 @@ def test_double_backward_through_products(case):
     arrays = [rand(s, seed=i) for i, s in enumerate(shapes)]
     check_fd(fn, arrays)
     check_jvp_vjp(fn, arrays)
+
+
+def test_accumulating_many_rows_matches_add_at_and_torch():
+    # >= 64 rows take the sort + reduceat path (embedding / index_select gradients)
+    gen = np.random.default_rng(0)
+    idx = gen.integers(-10, 10, 300)
+    values = gen.standard_normal((300, 3))
+    out = suanli.zeros(10, 3, dtype=suanli.float64).index_put((suanli.tensor(idx),), suanli.tensor(values),
+                                                             accumulate=True)
+    ref = np.zeros((10, 3))
+    np.add.at(ref, idx, values)
+    np.testing.assert_allclose(out.numpy(), ref, rtol=1e-12, atol=1e-12)
+    w = suanli.tensor(gen.standard_normal((7, 4)), requires_grad=True)
+    wt = torch.tensor(w.detach().numpy(), requires_grad=True)
+    rows = gen.integers(0, 7, 200)
+    g = gen.standard_normal((200, 4))
+    suanli.index_select(w, 0, suanli.tensor(rows)).backward(suanli.tensor(g))
+    torch.index_select(wt, 0, torch.tensor(rows)).backward(torch.tensor(g))
+    np.testing.assert_allclose(w.grad.numpy(), wt.grad.numpy(), rtol=1e-12, atol=1e-12)

@@ -284,10 +284,26 @@ def _index_put_impl(x, values, *idx, basic, adv, accumulate):
     if not accumulate:
         view[key] = values
     elif adv:
-        np.add.at(view, key, values)
+        _add_at(view, key, values)
     else:
         view += values
     return out
+
+
+def _add_at(view: np.ndarray, key: tuple, values: np.ndarray) -> None:
+    """``np.add.at(view, key, values)``; rows picked by one 1-d index on the first axis (embedding
+    and index_select gradients) are summed by sort + ``reduceat`` instead, ~10x faster, in a fixed
+    order (deterministic)."""
+    rows = key[0] if len(key) == 1 else None
+    if (rows is None or not isinstance(rows, np.ndarray) or rows.ndim != 1 or rows.size < 64
+            or values.shape != (rows.size,) + view.shape[1:]):
+        np.add.at(view, key, values)
+        return
+    rows = np.where(rows < 0, rows + view.shape[0], rows)
+    order = np.argsort(rows, kind="stable")
+    sorted_rows = rows[order]
+    starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
+    view[sorted_rows[starts]] += np.add.reduceat(values[order], starts, axis=0)
 
 
 def _infer_index_put(x: Spec, values: Spec, *idx: Spec, basic, adv, accumulate) -> Spec:
