@@ -34,6 +34,7 @@ from .. import dtypes as _dt
 from .. import ops as _ops                 # looked up at call time: op families land independently
 from ..autograd import no_grad
 from ..errors import DTypeError, ShapeError, op_error
+from ..ops import fused as _fused
 from ..ops.registry import tensor_method
 from ..random import Generator, rng
 from ..tensor import Tensor, _wrap
@@ -260,9 +261,7 @@ def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: 
     x, dim = _softmax_input("softmax", input, dim, dtype)
     if x.ndim == 0:
         return _as_vector(softmax, x, dim)
-    xc = _upcast(x)
-    e = _ops.exp(_shift_by_max(xc, dim))
-    return _downcast(e / _ops.sum(e, dim, keepdim=True), x)
+    return _downcast(_fused.softmax(_upcast(x), dim), x)
 
 
 def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Tensor:
@@ -275,9 +274,7 @@ def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dty
     x, dim = _softmax_input("log_softmax", input, dim, dtype)
     if x.ndim == 0:
         return _as_vector(log_softmax, x, dim)
-    xc = _upcast(x)
-    shifted = _shift_by_max(xc, dim)
-    return _downcast(shifted - _ops.log(_ops.sum(_ops.exp(shifted), dim, keepdim=True)), x)
+    return _downcast(_fused.log_softmax(_upcast(x), dim), x)
 
 
 def softmin(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Tensor:
@@ -358,9 +355,7 @@ def _affine(y: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
 
 def _standardize(x: Tensor, axes: tuple[int, ...], eps: float) -> Tensor:
     """``(x - mean) / sqrt(var + eps)`` over ``axes``, with the biased variance."""
-    centered = x - _mean(x, axes, keepdim=True)
-    var = _mean(centered * centered, axes, keepdim=True)
-    return centered * _ops.rsqrt(var + eps)
+    return _fused.standardize(x, tuple(a % max(x.ndim, 1) for a in axes), eps)
 
 
 def layer_norm(input: Tensor, normalized_shape: Any, weight: Tensor | None = None,
@@ -1170,7 +1165,7 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     if enable_gqa:
         key, value = _repeat_kv_heads(op, query, key), _repeat_kv_heads(op, query, value)
     factor = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
-    scores = _ops.matmul(query, _ops.transpose(key, -2, -1)) * factor      # (..., L, S)
+    scores = _ops.matmul(query * factor, _ops.transpose(key, -2, -1))      # (..., L, S)
     keep = None                                                             # bool (..., L, S) or None
     if is_causal:
         keep = _const(np.tril(np.ones((L, S), dtype=bool)))
@@ -1181,7 +1176,10 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
             scores = scores + attn_mask
     if keep is not None:
         scores = _ops.where(keep, scores, float("-inf"))
-    weights = _safe_softmax(scores)
+    if attn_mask is None:       # causal or unmasked: every row keeps a key, plain softmax is safe
+        weights = _fused.softmax(scores, -1)
+    else:
+        weights = _safe_softmax(scores)
     if dropout_p > 0.0:
         weights = dropout(weights, dropout_p, training=True, generator=generator)
     return _ops.matmul(weights, value)                                      # (..., L, Ev)

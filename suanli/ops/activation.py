@@ -23,12 +23,15 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .._config import state
 from ..errors import op_error
 from ..tensor import Tensor
 from ._helpers import as_tensor
 from .elementwise import (_erf_impl, _infer_numeric, _sigmoid_np, abs, checked_apply, clamp_max, defunary, erf,
                           exp, logical_and, logical_or, sigmoid, tanh, where)
 from .registry import tensor_method
+
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
 __all__ = ["relu", "relu6", "leaky_relu", "hardtanh", "elu", "selu", "celu", "gelu", "silu", "mish",
            "softplus", "logsigmoid", "hardsigmoid", "hardswish", "softsign", "tanhshrink", "threshold",
@@ -270,7 +273,12 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     if approximate not in ("none", "tanh"):
         raise op_error("gelu", "approximate argument must be either 'none' or 'tanh'",
                        actual=repr(approximate), cls=ValueError)  # type: ignore[arg-type]
-    return checked_apply(GELU, as_tensor(input), approximate=approximate)
+    x = as_tensor(input)
+    if approximate == "none" and x._requires_grad and state.grad_enabled and x._data.dtype in (_F32, _F64):
+        # training: as x * Phi(x) from primitives, whose backward reuses the forward's Phi(x) and
+        # needs only exp -- the fused primitive's backward would evaluate erf a second time
+        return x * ((erf(x * _SQRT1_2) + 1.0) * 0.5)
+    return checked_apply(GELU, x, approximate=approximate)
 
 
 def silu(input: Tensor, inplace: bool = False) -> Tensor:

@@ -483,8 +483,9 @@ def _infer_slice(x: Spec, *, key) -> Spec:
 def _slice_vjp(ctx, g):
     from .indexing import INDEX_PUT
     x = ctx.inputs[0]
-    return (apply(INDEX_PUT, _zeros(x._data.shape, g._data.dtype), g, basic=ctx.attrs["key"], adv=(),
-                  accumulate=False),)
+    # a 0-stride zero stand-in: index_put's copy is then the only full-size pass
+    zeros = _wrap(np.broadcast_to(np.zeros((), g._data.dtype), x._data.shape))
+    return (apply(INDEX_PUT, zeros, g, basic=ctx.attrs["key"], adv=(), accumulate=False),)
 
 
 def _slice_jvp(ctx, t):
