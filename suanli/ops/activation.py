@@ -26,12 +26,10 @@ import numpy as np
 from .._config import state
 from ..errors import op_error
 from ..tensor import Tensor
-from ._helpers import as_tensor
+from ._helpers import as_tensor, infer_float_unary
 from .elementwise import (_erf_impl, _infer_numeric, _sigmoid_np, abs, checked_apply, clamp_max, defunary, erf,
                           exp, logical_and, logical_or, sigmoid, tanh, where)
-from .registry import tensor_method
-
-_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+from .registry import Node, apply, defprim, tensor_method
 
 __all__ = ["relu", "relu6", "leaky_relu", "hardtanh", "elu", "selu", "celu", "gelu", "silu", "mish",
            "softplus", "logsigmoid", "hardsigmoid", "hardswish", "softsign", "tanhshrink", "threshold",
@@ -220,11 +218,54 @@ def _gelu_impl(x, *, approximate):
     with np.errstate(all="ignore"):            # gelu(-inf) is nan, silently, as in torch
         if approximate == "tanh":
             return 0.5 * x * (1 + np.tanh(_SQRT_2_OVER_PI * (x + _GELU_KAPPA * (x * x * x))))
-        return x * 0.5 * (1 + _erf_impl(x * _SQRT1_2))
+        out = _erf_impl(x * x.dtype.type(_SQRT1_2))
+        out += 1
+        out *= x.dtype.type(0.5)
+        out *= x
+        return out
+
+
+def _gelu_grad_impl(x, y, g, *, approximate):
+    """First-order GELU backward in one kernel. The exact form reads Phi(x) back from the saved
+    output (y / x) instead of evaluating erf again -- erf is most of GELU's cost."""
+    if x.ndim == 0:                                      # ufuncs return scalars for 0-d arrays
+        return _gelu_grad_impl(x.reshape(1), y.reshape(1), g.reshape(1), approximate=approximate).reshape(())
+    one = x.dtype.type(1)
+    with np.errstate(all="ignore"):
+        if approximate == "tanh":
+            x_sq = x * x
+            t = np.tanh((x + x_sq * x * x.dtype.type(_GELU_KAPPA)) * x.dtype.type(_SQRT_2_OVER_PI))
+            out = (t + one) * x.dtype.type(0.5)
+            out += x * x.dtype.type(0.5) * (one - t * t) * ((x_sq * x.dtype.type(3 * _GELU_KAPPA) + one)
+                                                             * x.dtype.type(_SQRT_2_OVER_PI))
+            out *= g
+            return out
+        cdf = np.divide(y, x, out=np.full_like(x, 0.5), where=(x != 0))   # +-inf give nan, as torch
+        pdf = x * x
+        pdf *= x.dtype.type(-0.5)
+        np.exp(pdf, out=pdf)
+        pdf *= x.dtype.type(_INV_SQRT_2PI)
+        pdf *= x
+        pdf += cdf
+        pdf *= g
+        return pdf
+
+
+_infer_gelu_grad_x = infer_float_unary("gelu_grad")
+
+
+def _infer_gelu_grad(x, y, g, *, approximate):
+    return _infer_gelu_grad_x(x)
+
+
+GELU_GRAD = defprim("gelu_grad", _gelu_grad_impl, _infer_gelu_grad, differentiable=False,
+                    doc="first-order GELU backward: g * (Phi(x) + x * phi(x)), Phi read from the output")
 
 
 def _gelu_grad(ctx, v):
     x = ctx.inputs[0]
+    if not state.grad_enabled and ctx.out is not None and isinstance(ctx, Node):
+        return apply(GELU_GRAD, x, ctx.out, v, approximate=ctx.attrs["approximate"])
     if ctx.attrs["approximate"] == "tanh":
         x_sq = x * x
         t = tanh((x + x_sq * x * _GELU_KAPPA) * _SQRT_2_OVER_PI)
@@ -249,7 +290,7 @@ def _silu_grad(ctx, v):
 
 SOFTPLUS = defunary("softplus", _softplus_impl, _softplus_grad)
 LOGSIGMOID = defunary("logsigmoid", _logsigmoid_impl, _logsigmoid_grad)
-GELU = defunary("gelu", _gelu_impl, _gelu_grad)
+GELU = defunary("gelu", _gelu_impl, _gelu_grad, save_output=True)
 SILU = defunary("silu", _silu_impl, _silu_grad)
 
 
@@ -273,12 +314,7 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     if approximate not in ("none", "tanh"):
         raise op_error("gelu", "approximate argument must be either 'none' or 'tanh'",
                        actual=repr(approximate), cls=ValueError)  # type: ignore[arg-type]
-    x = as_tensor(input)
-    if approximate == "none" and x._requires_grad and state.grad_enabled and x._data.dtype in (_F32, _F64):
-        # training: as x * Phi(x) from primitives, whose backward reuses the forward's Phi(x) and
-        # needs only exp -- the fused primitive's backward would evaluate erf a second time
-        return x * ((erf(x * _SQRT1_2) + 1.0) * 0.5)
-    return checked_apply(GELU, x, approximate=approximate)
+    return checked_apply(GELU, as_tensor(input), approximate=approximate)
 
 
 def silu(input: Tensor, inplace: bool = False) -> Tensor:
