@@ -1167,6 +1167,12 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     factor = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     scores = _ops.matmul(query * factor, _ops.transpose(key, -2, -1))      # (..., L, S)
     keep = None                                                             # bool (..., L, S) or None
+    if attn_mask is None:
+        # no mask or causal only: every row keeps key 0, so the fused (causal) softmax is safe
+        weights = _fused.softmax(scores, -1, causal=is_causal)
+        if dropout_p > 0.0:
+            weights = dropout(weights, dropout_p, training=True, generator=generator)
+        return _ops.matmul(weights, value)                                  # (..., L, Ev)
     if is_causal:
         keep = _const(np.tril(np.ones((L, S), dtype=bool)))
     if attn_mask is not None:
@@ -1176,10 +1182,7 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
             scores = scores + attn_mask
     if keep is not None:
         scores = _ops.where(keep, scores, float("-inf"))
-    if attn_mask is None:       # causal or unmasked: every row keeps a key, plain softmax is safe
-        weights = _fused.softmax(scores, -1)
-    else:
-        weights = _safe_softmax(scores)
+    weights = _safe_softmax(scores)
     if dropout_p > 0.0:
         weights = dropout(weights, dropout_p, training=True, generator=generator)
     return _ops.matmul(weights, value)                                      # (..., L, Ev)

@@ -95,14 +95,16 @@ class Module:
         if "_parameters" not in d:
             raise SuanliError(f"{type(self).__name__}: cannot assign {name!r} before Module.__init__() "
                               f"is called; call super().__init__() first in your __init__")
+        # Re-assigning a name of the same kind keeps its slot, so state_dict order stays torch's
+        # (e.g. tying ``self.head.weight = self.emb.weight`` does not move ``head.weight`` last).
         if isinstance(value, Parameter):
-            self._forget(name)
+            self._forget(name, keep="_parameters")
             d["_parameters"][name] = value
         elif isinstance(value, Module):
-            self._forget(name)
+            self._forget(name, keep="_modules")
             d["_modules"][name] = value
         elif isinstance(value, Buffer):
-            self._forget(name)
+            self._forget(name, keep="_buffers")
             self.register_buffer(name, value, persistent=value.persistent)
             return
         elif name in d["_parameters"]:
@@ -127,12 +129,14 @@ class Module:
         self._forget(name)
         object.__delattr__(self, name)
 
-    def _forget(self, name: str) -> None:
+    def _forget(self, name: str, keep: str = "") -> None:
+        """Drop ``name`` from every registration table except ``keep`` (whose slot order is kept)."""
         d = self.__dict__
-        d["_parameters"].pop(name, None)
-        d["_modules"].pop(name, None)
-        d["_buffers"].pop(name, None)
-        d["_non_persistent"].discard(name)
+        for table in ("_parameters", "_modules", "_buffers"):
+            if table != keep:
+                d[table].pop(name, None)
+        if keep != "_buffers":
+            d["_non_persistent"].discard(name)
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
         """Add a parameter (or a ``None`` placeholder, as a bias-free layer does)."""
@@ -143,7 +147,7 @@ class Module:
         if param is not None and param._node is not None:
             raise ValueError(f"register_parameter: {name!r} is not a leaf tensor (it has a grad_fn); "
                              f"parameters must be leaves — use .detach()")
-        self._forget(name)
+        self._forget(name, keep="_parameters")
         self.__dict__["_parameters"][name] = param
         self.__dict__[name] = param
 
@@ -152,9 +156,11 @@ class Module:
         self._check_name("register_buffer", name)
         if tensor is not None and not isinstance(tensor, Tensor):
             raise TypeError(f"register_buffer: {name!r} must be a Tensor or None, got {type(tensor).__name__}")
-        self._forget(name)
+        self._forget(name, keep="_buffers")
         self.__dict__["_buffers"][name] = tensor
-        if not persistent:
+        if persistent:
+            self.__dict__["_non_persistent"].discard(name)
+        else:
             self.__dict__["_non_persistent"].add(name)
         self.__dict__[name] = tensor
 
@@ -163,7 +169,7 @@ class Module:
         self._check_name("add_module", name)
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module: {name!r} must be a Module or None, got {type(module).__name__}")
-        self._forget(name)
+        self._forget(name, keep="_modules")
         self.__dict__["_modules"][name] = module
         self.__dict__[name] = module
 
@@ -425,15 +431,26 @@ class Module:
         return ""
 
     def __repr__(self) -> str:
-        lines = []
-        for name, m in self._modules.items():
-            child = repr(m).replace("\n", "\n  ")
-            lines.append(f"({name}): {child}")
+        # torch's layout: extra_repr alone on the head line when there are no children, otherwise
+        # one line per extra_repr line and per child, each indented by two spaces
         extra = self.extra_repr()
-        head = f"{type(self).__name__}({extra}"
-        if not lines:
-            return head + ")"
-        return head + "\n  " + "\n  ".join(lines) + "\n)"
+        extra_lines = extra.split("\n") if extra else []
+        child_lines = [_indent(f"({name}): {m!r}") for name, m in self._modules.items()]
+        return _layout(type(self).__name__, extra_lines, child_lines)
 
     def __dir__(self) -> list[str]:
         return sorted(set(super().__dir__()))
+
+
+def _indent(text: str, spaces: int = 2) -> str:
+    """Indent every line but the first (torch's ``_addindent``)."""
+    return text.replace("\n", "\n" + " " * spaces)
+
+
+def _layout(name: str, extra_lines: list[str], child_lines: list[str]) -> str:
+    lines = extra_lines + child_lines
+    if not lines:
+        return name + "()"
+    if len(extra_lines) == 1 and not child_lines:
+        return f"{name}({extra_lines[0]})"
+    return name + "(\n  " + "\n  ".join(lines) + "\n)"

@@ -16,6 +16,8 @@ as primitives they are 2-4 passes. The pattern, used for every rule here:
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .. import dtypes as _dt
@@ -39,21 +41,58 @@ def _infer_float_same(op: str):
     return infer
 
 
+# ====================================================================================== reductions
+def _max_keepdims(a: np.ndarray, dim: int) -> np.ndarray:
+    """``np.max(a, dim, keepdims=True)``; along a last axis by halving with np.maximum, which runs
+    ~2x faster than NumPy's row reduction on short rows (attention rows of 64) -- same values, NaN
+    propagating the same way."""
+    if dim != a.ndim - 1 or a.shape[-1] < 16:
+        return np.max(a, axis=dim, keepdims=True)
+    while a.shape[-1] > 1:
+        n = a.shape[-1]
+        h = n // 2
+        m = np.maximum(a[..., :h], a[..., h:2 * h])
+        if n % 2:
+            np.maximum(m[..., :1], a[..., 2 * h:], out=m[..., :1])
+        a = m
+    return a
+
+
+def _sum_keepdims(a: np.ndarray, dim: int) -> np.ndarray:
+    """``np.sum(a, dim, keepdims=True)``; along a last axis as a GEMV against ones (~5x faster)."""
+    if dim != a.ndim - 1 or a.dtype not in (np.float32, np.float64) or a.shape[-1] < 16:
+        return np.sum(a, axis=dim, keepdims=True)
+    return (a @ np.ones(a.shape[-1], a.dtype))[..., None]
+
+
+@functools.lru_cache(maxsize=16)
+def _future_mask(L: int, S: int) -> np.ndarray:
+    """True above the diagonal: the keys a causal query may not see (top-left aligned, as torch)."""
+    mask = np.triu(np.ones((L, S), dtype=bool), k=1)
+    mask.flags.writeable = False
+    return mask
+
+
 # ========================================================================================= softmax
-def _softmax_impl(x, *, dim):
+def _softmax_impl(x, *, dim, causal=False):
     if x.size == 0:
         return x.copy()
-    with np.errstate(invalid="ignore", over="ignore"):
-        e = x - np.max(x, axis=dim, keepdims=True)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        if causal:
+            x = x.copy()
+            np.copyto(x, -np.inf, where=_future_mask(*x.shape[-2:]))
+            e = x
+        else:
+            e = None
+        e = np.subtract(x, _max_keepdims(x, dim), out=e)
         np.exp(e, out=e)
-        e /= np.sum(e, axis=dim, keepdims=True)
+        e /= _sum_keepdims(e, dim)
     return e
 
 
 def _softmax_grad_impl(y, g, *, dim):
     out = g * y
-    s = np.sum(out, axis=dim, keepdims=True)
-    out -= y * s                                  # y * (g - sum(g * y))
+    out -= y * _sum_keepdims(out, dim)            # y * (g - sum(g * y))
     return out
 
 
@@ -61,7 +100,7 @@ def _softmax_vjp(ctx, g):
     dim = ctx.attrs["dim"]
     if not state.grad_enabled:
         return (apply(SOFTMAX_GRAD, ctx.out, g, dim=dim),)
-    y = apply(SOFTMAX, ctx.inputs[0], dim=dim)    # differentiable in x for higher orders
+    y = apply(SOFTMAX, ctx.inputs[0], **ctx.attrs)    # differentiable in x for higher orders
     return (y * (g - (g * y).sum(dim, keepdim=True)),)
 
 
@@ -83,14 +122,13 @@ def _log_softmax_impl(x, *, dim):
     if x.size == 0:
         return x.copy()
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        shifted = x - np.max(x, axis=dim, keepdims=True)
-        lse = np.log(np.sum(np.exp(shifted), axis=dim, keepdims=True))
-        shifted -= lse
+        shifted = x - _max_keepdims(x, dim)
+        shifted -= np.log(_sum_keepdims(np.exp(shifted), dim))
     return shifted
 
 
 def _log_softmax_grad_impl(y, g, *, dim):
-    s = np.sum(g, axis=dim, keepdims=True)
+    s = _sum_keepdims(g, dim)
     out = np.exp(y)
     out *= s
     np.subtract(g, out, out=out)                  # g - softmax * sum(g)
@@ -210,9 +248,14 @@ STANDARDIZE_GRAD = defprim("standardize_grad", _standardize_grad_impl, _infer_fl
 
 
 # ========================================================================================= public
-def softmax(x: Tensor, dim: int) -> Tensor:
-    """Softmax along ``dim`` as one primitive (``nn.functional.softmax`` adds dtype handling)."""
-    return apply(SOFTMAX, x, dim=normalize_axis("softmax", dim, x.ndim))
+def softmax(x: Tensor, dim: int, causal: bool = False) -> Tensor:
+    """Softmax along ``dim`` as one primitive (``nn.functional.softmax`` adds dtype handling).
+    ``causal=True`` (last dim only) first masks the keys above the diagonal of the last two dims."""
+    dim = normalize_axis("softmax", dim, x.ndim)
+    if causal and (x.ndim < 2 or dim != x.ndim - 1):
+        raise op_error("softmax", "causal masking needs the softmax over the last of at least 2 dims",
+                       actual=f"shape {tuple(x.shape)}, dim {dim}")
+    return apply(SOFTMAX, x, dim=dim, causal=bool(causal))
 
 
 def log_softmax(x: Tensor, dim: int) -> Tensor:

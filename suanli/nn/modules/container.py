@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Iterable, Iterator, Mapping
 
-from ..module import Module
+from ..module import Module, _indent, _layout
 from ..parameter import Parameter
 
 __all__ = ["Sequential", "ModuleList", "ModuleDict", "ParameterList"]
@@ -87,6 +87,18 @@ class ModuleList(Module):
 
     def __setitem__(self, idx: int, module: Module) -> None:
         self.add_module(str(_index("ModuleList", idx, len(self))), module)
+
+    def __repr__(self) -> str:
+        # torch compresses runs of identical children: "(0-2): 3 x Linear(...)"
+        runs: list[list] = []                                   # [first index, last index, repr]
+        for i, m in enumerate(self._modules.values()):
+            r = repr(m)
+            if runs and runs[-1][2] == r:
+                runs[-1][1] = i
+            else:
+                runs.append([i, i, r])
+        lines = [_indent(f"({a}): {r}" if a == b else f"({a}-{b}): {b - a + 1} x {r}") for a, b, r in runs]
+        return _layout(type(self).__name__, [], lines)
 
 
 class ModuleDict(Module):
