@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .. import native
 from .._config import state
 from ..errors import op_error
 from ..tensor import Tensor
@@ -214,10 +215,19 @@ def _logsigmoid_grad(ctx, v):
     return v * sigmoid(-ctx.inputs[0])
 
 
+def _native_kernel(symbol: str):
+    """The native float32 kernel (``suanli/native/kernels/gelu*.c``) or ``None`` for the NumPy path."""
+    return native.kernel("gelu_grad" if symbol == "gelu_grad_f32" else "gelu", symbol)
+
+
 def _gelu_impl(x, *, approximate):
     with np.errstate(all="ignore"):            # gelu(-inf) is nan, silently, as in torch
         if approximate == "tanh":
             return 0.5 * x * (1 + np.tanh(_SQRT_2_OVER_PI * (x + _GELU_KAPPA * (x * x * x))))
+        if x.dtype == np.float32 and (kernel := _native_kernel("gelu_f32")) is not None:
+            out = np.empty(x.shape, np.float32)
+            kernel(np.ascontiguousarray(x), out)
+            return out
         out = _erf_impl(x * x.dtype.type(_SQRT1_2))
         out += 1
         out *= x.dtype.type(0.5)
@@ -239,6 +249,10 @@ def _gelu_grad_impl(x, y, g, *, approximate):
             out += x * x.dtype.type(0.5) * (one - t * t) * ((x_sq * x.dtype.type(3 * _GELU_KAPPA) + one)
                                                              * x.dtype.type(_SQRT_2_OVER_PI))
             out *= g
+            return out
+        if x.dtype == np.float32 and (kernel := _native_kernel("gelu_grad_f32")) is not None:
+            out = np.empty(x.shape, np.float32)
+            kernel(np.ascontiguousarray(x), np.ascontiguousarray(y), np.ascontiguousarray(g), out)
             return out
         cdf = np.divide(y, x, out=np.full_like(x, 0.5), where=(x != 0))   # +-inf give nan, as torch
         pdf = x * x
