@@ -13,13 +13,14 @@ from .module import IncompatibleKeys, Module, RemovableHandle
 from .modules import *  # noqa: F401,F403
 from .modules import __all__ as _layers
 from .parameter import Buffer, Parameter
+from .transfer import TransferReport, transfer
 
 __all__ = ["functional", "init", "Module", "Parameter", "Buffer", "RemovableHandle", "IncompatibleKeys",
-           *_layers]
+           "transfer", "TransferReport", *_layers]
 
 
 def __getattr__(name: str):
-    # subpackages written later in the stack (utils, transfer) load on first use
+    # subpackages written later in the stack (utils) load on first use
     if name in ("utils",):
         return _importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'suanli.nn' has no attribute {name!r}")

@@ -32,6 +32,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from .. import ops as _ops                 # looked up at call time: op families land independently
+from .._config import state as _state
 from ..autograd import no_grad
 from ..errors import DTypeError, ShapeError, op_error
 from ..ops import fused as _fused
@@ -183,6 +184,8 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             [6.5]])
     """
     _require_float("linear", input=input, weight=weight, bias=bias)
+    if _state.autocast is not None:     # mixed precision: the whole layer, bias too, in the low dtype (torch's)
+        input, weight, bias = _state.autocast.lower(input, weight, bias)
     if weight.ndim not in (1, 2) or input.ndim == 0 or input.shape[-1] != weight.shape[-1]:
         raise op_error("linear", "input features do not match the weight",
                        expect="input (*, in_features) and weight (out_features, in_features) or (in_features,)",

@@ -78,6 +78,7 @@ class Module:
 
     training: bool
     forward: Callable[..., Any] = _no_forward
+    _optional_state: tuple[str, ...] = ()      # state_dict keys load_state_dict may find absent
 
     def __init__(self) -> None:
         d = self.__dict__
@@ -386,7 +387,11 @@ class Module:
             raise TypeError(f"load_state_dict: expected a mapping of name -> tensor, got "
                             f"{type(state_dict).__name__}")
         own = self.state_dict(keep_vars=True)
-        missing = [k for k in own if k not in state_dict]
+        optional = {f"{name}.{key}" if name else key
+                    for name, m in self.named_modules(remove_duplicate=False) for key in m._optional_state}
+        # keys a layer can do without (BatchNorm's num_batches_tracked, absent from old checkpoints, as
+        # torch allows) keep their current value instead of being reported missing
+        missing = [k for k in own if k not in state_dict and k not in optional]
         unexpected = [k for k in state_dict if k not in own]
         mismatched: list[str] = []
         details: list[str] = []

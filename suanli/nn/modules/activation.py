@@ -16,6 +16,10 @@ __all__ = ["ReLU", "ReLU6", "LeakyReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", 
            "LogSoftmax", "Softmin"]
 
 
+def _inplace_suffix(module: Module) -> str:
+    return ", inplace=True" if module.inplace else ""
+
+
 class _Inplace(Module):
     def __init__(self, inplace: bool = False) -> None:
         super().__init__()
@@ -54,8 +58,11 @@ class Hardsigmoid(_Inplace):
     def forward(self, input: Tensor) -> Tensor:
         return F.hardsigmoid(input, self.inplace)
 
+    def extra_repr(self) -> str:       # torch shows no arguments for the hard* pair
+        return ""
 
-class Hardswish(_Inplace):
+
+class Hardswish(Hardsigmoid):
     def forward(self, input: Tensor) -> Tensor:
         return F.hardswish(input, self.inplace)
 
@@ -69,7 +76,7 @@ class LeakyReLU(Module):
         return F.leaky_relu(input, self.negative_slope, self.inplace)
 
     def extra_repr(self) -> str:
-        return f"negative_slope={self.negative_slope}"
+        return f"negative_slope={self.negative_slope}{_inplace_suffix(self)}"
 
 
 class ELU(Module):
@@ -81,7 +88,7 @@ class ELU(Module):
         return F.elu(input, self.alpha, self.inplace)
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}"
+        return f"alpha={self.alpha}{_inplace_suffix(self)}"
 
 
 class CELU(ELU):
@@ -142,7 +149,7 @@ class Hardtanh(Module):
         return F.hardtanh(input, self.min_val, self.max_val, self.inplace)
 
     def extra_repr(self) -> str:
-        return f"min_val={self.min_val}, max_val={self.max_val}"
+        return f"min_val={self.min_val}, max_val={self.max_val}{_inplace_suffix(self)}"
 
 
 class GLU(Module):

@@ -56,6 +56,9 @@ class _ConvNd(Module):
                 raise op_error(layer, f"padding {padding!r} is not supported", hint="use 'same', 'valid' or ints")
             if self._transposed:
                 raise op_error(layer, "string padding is not supported for transposed convolutions")
+            if padding == "same" and _tuple(layer, "stride", stride, n) != (1,) * n:
+                raise op_error(layer, "padding='same' is not supported for strided convolutions",
+                               actual=f"stride={stride}", hint="use stride=1 or explicit integer padding")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = _tuple(layer, "kernel_size", kernel_size, n)
         self.stride = _tuple(layer, "stride", stride, n)
@@ -81,17 +84,24 @@ class _ConvNd(Module):
                 init.uniform_(self.bias, -bound, bound)
 
     def _pad_input(self, x: Tensor) -> tuple[Tensor, Any]:
-        if self.padding_mode == "zeros" or isinstance(self.padding, str):
+        """Apply a non-zero padding mode with ``F.pad`` (then the convolution itself pads nothing)."""
+        if self.padding_mode == "zeros":
             return x, self.padding
-        amounts = []
-        for p in reversed(self.padding):
-            amounts += [p, p]
+        amounts: list[int] = []                 # F.pad order: last dim first, (left, right) each
+        for i in reversed(range(self._n)):
+            if self.padding == "same":          # torch: total d*(k-1), the extra one on the right
+                total = self.dilation[i] * (self.kernel_size[i] - 1)
+                amounts += [total // 2, total - total // 2]
+            elif self.padding == "valid":
+                amounts += [0, 0]
+            else:
+                amounts += [self.padding[i], self.padding[i]]
         return F.pad(x, tuple(amounts), mode=self.padding_mode), 0
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
         if self.padding != (0,) * self._n:
-            s += f", padding={self.padding!r}" if isinstance(self.padding, str) else f", padding={self.padding}"
+            s += f", padding={self.padding}"
         if self.dilation != (1,) * self._n:
             s += f", dilation={self.dilation}"
         if self._transposed and self.output_padding != (0,) * self._n:

@@ -27,6 +27,8 @@ __all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "RMSNorm", "I
 class _NormBase(Module):
     """Shared parameters/buffers of batch and instance norm (torch's ``_NormBase``)."""
 
+    _optional_state = ("num_batches_tracked",)      # old checkpoints lack it; torch loads them anyway
+
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True, dtype: Any = None, *, bias: bool = True) -> None:
         super().__init__()
@@ -187,6 +189,6 @@ class InstanceNorm2d(_NormBase):
         if input.ndim == 3:
             return self.forward(input.unsqueeze(0)).squeeze(0)
         use_input_stats = self.training or not self.track_running_stats
-        momentum = 0.1 if self.momentum is None else self.momentum
+        momentum = 0.0 if self.momentum is None else self.momentum     # torch: None freezes the stats
         return F.instance_norm(input, self.running_mean, self.running_var, self.weight, self.bias,
                                use_input_stats, momentum, self.eps)
