@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import dtypes as _dt
+from .._config import state
 from ..errors import DTypeError, op_error
 from ..tensor import Tensor, _wrap
 from ._helpers import add_tangents, as_tensor
@@ -110,13 +111,26 @@ def _matmul_jvp(ctx, t):
     return add_tangents(None if ta is None else matmul(ta, b), None if tb is None else matmul(a, tb))
 
 
-MATMUL = defprim("matmul", np.matmul, _infer_matmul, vjp=_matmul_vjp, jvp=_matmul_jvp, saved_inputs=other_inputs,
+def _matmul_impl(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.matmul``, except that a batched ``a`` (..., n, k) times a matrix ``b`` (k, m) runs as ONE
+    (rows, k) @ (k, m) GEMM: ``np.matmul`` calls BLAS once per batch item, which made a transformer's
+    Linear layers (B, T, C) @ (C, 4C) about 2x slower than the folded product (measured, B=32, T=64)."""
+    if a.ndim > 2 and b.ndim == 2:
+        rows = math.prod(a.shape[:-1])
+        out = np.matmul(a.reshape(rows, a.shape[-1]), b)               # (prod(...) * n, m)
+        return out.reshape(a.shape[:-1] + (b.shape[-1],))              # (..., n, m)
+    return np.matmul(a, b)
+
+
+MATMUL = defprim("matmul", _matmul_impl, _infer_matmul, vjp=_matmul_vjp, jvp=_matmul_jvp, saved_inputs=other_inputs,
                  doc="torch.matmul: 1-d/2-d/batched with broadcast batch dims")
 
 
 def _operands(op: str, *xs: Any) -> tuple[Tensor, ...]:
     """Tensors (numbers and arrays are wrapped) that share one non-bool dtype, else a clear error."""
     ts = tuple(as_tensor(x) for x in xs)
+    if state.autocast is not None:      # mixed precision: cast to the low dtype before checking, as torch does
+        ts = state.autocast.lower(*ts)
     _check_operand_dtypes(op, *[Spec(t._data.shape, t._data.dtype) for t in ts])
     return ts
 
