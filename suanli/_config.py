@@ -23,7 +23,7 @@ def _env_int(name: str, default: int) -> int:
 class _State:
     """Mutable process-wide switches read on the hot path (one attribute lookup each)."""
 
-    __slots__ = ("grad_enabled", "forward_level", "check_shapes", "debug", "inference_mode")
+    __slots__ = ("grad_enabled", "forward_level", "check_shapes", "debug", "inference_mode", "autocast")
 
     def __init__(self) -> None:
         self.grad_enabled = True          # reverse-mode recording (no_grad / enable_grad)
@@ -31,6 +31,7 @@ class _State:
         self.check_shapes = bool(_env_int("SUANLI_CHECK_SHAPES", 0))
         self.debug = _env_int("DEBUG", 0)
         self.inference_mode = False
+        self.autocast = None              # the active suanli.amp autocast region (casts op inputs), or None
 
 
 state = _State()

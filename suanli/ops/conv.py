@@ -43,6 +43,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .. import dtypes as _dt
+from .._config import state
 from ..errors import DTypeError, op_error
 from ..tensor import Tensor, _wrap
 from ._helpers import add_tangents
@@ -100,11 +101,14 @@ def _conv_padding(op: str, padding: Any, kernel: tuple[int, ...], stride: tuple[
     return tuple((p, p) for p in pads)
 
 
-def _check_float_pair(op: str, x: Any, w: Any, bias: Any = None) -> None:
-    """Input/weight/bias: tensors of one floating dtype (torch does not promote here either)."""
+def _check_float_pair(op: str, x: Any, w: Any, bias: Any = None) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Input/weight/bias: tensors of one floating dtype (torch does not promote here either).
+    Returns them, cast to the low dtype inside ``suanli.amp.autocast`` (the whole layer, as torch)."""
     for name, t in (("input", x), ("weight", w), ("bias", bias)):
         if t is not None and not isinstance(t, Tensor):
             raise op_error(op, f"{name} must be a Tensor", actual=f"{type(t).__name__}", cls=TypeError)  # type: ignore[arg-type]
+    if state.autocast is not None:
+        x, w, bias = state.autocast.lower(x, w, bias)
     if x._data.dtype not in _dt.FLOATING:
         raise op_error(op, "expects a floating-point input", actual=f"input {x.dtype}",
                        hint="convert with .float() first", cls=DTypeError)
@@ -113,6 +117,7 @@ def _check_float_pair(op: str, x: Any, w: Any, bias: Any = None) -> None:
             raise op_error(op, f"input and {name} must have the same dtype",
                            actual=f"input {x.dtype}, {name} {t.dtype}",
                            hint=f"convert with .to({x.dtype})", cls=DTypeError)
+    return x, w, bias
 
 
 def _check_ndim(op: str, t: Tensor, allowed: tuple[int, ...], what: str) -> None:
@@ -539,7 +544,7 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: An
     >>> conv2d(x, suanli.ones(2, 1, 2, 2), suanli.tensor([0.0, 1.0]), groups=2)[0, :, 0, 0].tolist()
     [4.0, 5.0]
     """
-    _check_float_pair("conv2d", input, weight, bias)
+    input, weight, bias = _check_float_pair("conv2d", input, weight, bias)
     _check_ndim("conv2d", weight, (4,), "weight")
     x, unbatched = _unbatched("conv2d", input, 4)
     stride = _ints("conv2d", "stride", stride)
@@ -560,7 +565,7 @@ def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: An
     [[[-1.0, -1.0, -1.0]]]
     """
     from .shape import unsqueeze
-    _check_float_pair("conv1d", input, weight, bias)
+    input, weight, bias = _check_float_pair("conv1d", input, weight, bias)
     _check_ndim("conv1d", weight, (3,), "weight")
     x, unbatched = _unbatched("conv1d", input, 3)
     (s,), (d,) = _ints("conv1d", "stride", stride, 1), _ints("conv1d", "dilation", dilation, 1)
@@ -613,7 +618,7 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
     >>> conv_transpose2d(suanli.ones(1, 1, 2, 2), suanli.ones(1, 1, 2, 2))[0, 0].tolist()
     [[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]
     """
-    _check_float_pair("conv_transpose2d", input, weight, bias)
+    input, weight, bias = _check_float_pair("conv_transpose2d", input, weight, bias)
     _check_ndim("conv_transpose2d", weight, (4,), "weight")
     x, unbatched = _unbatched("conv_transpose2d", input, 4)
     out = _conv_transpose(x, weight, stride, padding, output_padding, groups, dilation, "conv_transpose2d")
@@ -657,7 +662,7 @@ def conv_transpose1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
     [[[1.0, 3.0, 2.0]]]
     """
     from .shape import unsqueeze
-    _check_float_pair("conv_transpose1d", input, weight, bias)
+    input, weight, bias = _check_float_pair("conv_transpose1d", input, weight, bias)
     _check_ndim("conv_transpose1d", weight, (3,), "weight")
     x, unbatched = _unbatched("conv_transpose1d", input, 3)
     _conv1d_channels("conv_transpose1d", x, weight, groups, transposed=True)

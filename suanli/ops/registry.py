@@ -221,6 +221,8 @@ def apply(prim: Primitive, *inputs: Tensor, **attrs: Any) -> Tensor:
     >>> apply(registry["add"], suanli.tensor([1.0]), suanli.tensor([2.0]))
     tensor([3.])
     """
+    if state.autocast is not None:    # inside suanli.amp.autocast: cast inputs per the op's policy
+        inputs = state.autocast.cast_inputs(prim, inputs)
     try:
         if prim.upcast_half and inputs and inputs[0]._data.dtype in HALF:
             out = _impl_half(prim, inputs, attrs)
