@@ -17,7 +17,11 @@ $(STAMP)-test: pyproject.toml $(STAMP)-base
 	$(BIN)/pip install -q -e ".[test]"
 	touch $@
 
-demo: $(STAMP)-base          ## the main job on embedded data
+$(STAMP)-plot: pyproject.toml $(STAMP)-base
+	$(BIN)/pip install -q -e ".[plot]"
+	touch $@
+
+demo: $(STAMP)-plot          ## LeNet-5 on the embedded handwritten digits: train, checkpoint, reload, curves PNG
 	$(BIN)/suanli demo
 
 test: $(STAMP)-test          ## the whole suite (slow-marked tests included unless SUANLI_SKIP_SLOW=1)

@@ -13,7 +13,8 @@ import warnings as _warnings
 _warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"suanli(\.|$)")
 
 from . import _malloc  # noqa: E402,F401  (allocator thresholds; see _malloc.py)
-from . import autograd, dtypes, nn, ops, random  # noqa: E402
+from . import amp, autograd, data, dtypes, io, models, nn, ops, optim, random  # noqa: E402
+from .amp import autocast  # noqa: E402
 from ._config import state as _state
 from .autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from .creation import *  # noqa: F401,F403

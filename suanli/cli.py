@@ -1,17 +1,185 @@
 """The ``suanli`` command.
 
-``suanli demo``   an end-to-end showcase of the core on generated data (no downloads)
-``suanli info``   versions, and the primitive registry with which rules each primitive has
+``suanli demo``       train LeNet-5 on real handwritten digits shipped with suanli (no download): progress
+                      bar, test accuracy, checkpoint reloaded into a fresh model, curves PNG, a report
+``suanli train``      train from a typed TOML config (configs/*.toml), with --set overrides and --resume
+``suanli babygpt``    Karpathy's BabyGPT: a tiny GPT as a Markov chain over 8 states, drawn as a PNG
+``suanli showcase``   the autodiff core: gradients three ways, then an MLP on generated spirals
+``suanli info``       versions, and the primitive registry with which rules each primitive has
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+
+class CommandError(Exception):
+    """A user-facing failure of a command: printed as ``suanli <cmd>: error: ...``, exit status 2."""
+
+
+# --------------------------------------------------------------------------------------------------
+# suanli demo
+# --------------------------------------------------------------------------------------------------
+
+def demo(out: str = "runs/demo", data: str | None = None, seed: int = 0, epochs: int | None = None,
+         quick: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train LeNet-5, evaluate, checkpoint, reload into a fresh model, plot; returns a report dict.
+
+    On the embedded digits by default; ``data`` = a folder with the four MNIST IDX files trains on
+    MNIST instead. ``quick`` trains one epoch (what the tests use).
+    """
+    import suanli
+    from suanli import io
+    from suanli.models import LeNet5
+    from suanli.train import config as C
+    from suanli.train import recipes
+
+    t0 = time.perf_counter()
+    common = {"out_dir": out, "seed": seed, "batch_size": 32, "progress": progress,
+              "optim": {"name": "adam", "lr": 2e-3, "schedule": "cosine"}}     # as configs/mnist-lenet5.toml
+    if data is None:
+        n_epochs = epochs or (1 if quick else 8)
+        cfg = C.from_dict({"recipe": "digits-lenet5", "epochs": n_epochs, **common})
+        what = "LeNet-5 on 1797 real handwritten digits (UCI, shipped with suanli; 8x8 upsampled to 32x32)"
+    else:
+        n_epochs = epochs or (1 if quick else 2)
+        cfg = C.from_dict({"recipe": "mnist-lenet5", "epochs": n_epochs, "data_dir": data, **common})
+        what = f"LeNet-5 on MNIST from {data}"
+    print(f"suanli demo: {what}")
+    print(f"  {n_epochs} epochs, Adam (lr {cfg.optim.lr:g}, cosine decay), batch {cfg.batch_size}, "
+          f"seed {seed}, writing to {out}/\n")
+    try:
+        trainer, result = recipes.train(cfg)
+    except (FileNotFoundError, ValueError) as exc:
+        if data is not None and not isinstance(exc, C.ConfigError):
+            raise CommandError(f"--data {data}: {exc}") from None
+        raise
+
+    # reload the checkpoint into a freshly built model and check it predicts exactly the same
+    suanli.manual_seed(seed + 12345)            # different initial weights: everything must come from the file
+    fresh = LeNet5()
+    io.load_checkpoint(result.files["checkpoint"], model=fresh)
+    test_x, test_y = trainer.task.data["test"]
+    before = recipes.classify(trainer.model.eval(), test_x, test_y, return_logits=True)
+    after = recipes.classify(fresh.eval(), test_x, test_y, return_logits=True)
+    identical = bool(np.array_equal(before["logits"], after["logits"]))
+    if not identical:
+        raise AssertionError("the model reloaded from the checkpoint predicts differently: "
+                             f"max |difference| {np.abs(before['logits'] - after['logits']).max():.3g}")
+    seconds = time.perf_counter() - t0
+    n_params = sum(p.numel() for p in trainer.model.parameters())
+    files = result.files
+    lines = [
+        f"suanli demo: done in {seconds:.1f} s (training {result.seconds:.1f} s)",
+        f"  data        {trainer.task.description}",
+        f"  model       LeNet-5, {n_params:,} parameters",
+        f"  training    {result.steps} steps = {n_epochs} epochs of {trainer.task.steps_per_epoch}, "
+        f"Adam lr {cfg.optim.lr:g} cosine, batch {cfg.batch_size}, seed {seed}",
+        f"  result      test accuracy {after['accuracy']:.2%} on {len(test_y)} held-out images "
+        f"(loss {after['loss']:.4f})",
+        f"  checkpoint  {files['checkpoint']}  (model + optimizer + scheduler + RNG + step)",
+        f"  reload      a fresh LeNet-5 loaded from it gives identical logits on all {len(test_y)} test images",
+        f"  weights     {files['model']}",
+        f"  curves      {files.get('curves', '(not drawn: pip install matplotlib)')}",
+        f"  history     {files['history']}",
+        f"  config      {files['config']}  (run it again: suanli train {files['config']})",
+    ]
+    report_path = os.path.join(out, "report.txt")
+    lines.append(f"  report      {report_path}")
+    text = "\n".join(lines) + "\n"
+    with io.atomic_write(report_path, "w") as f:
+        f.write(text)
+    print("\n" + text, end="")
+    return {"accuracy": after["accuracy"], "loss": after["loss"], "identical_reload": identical,
+            "seconds": seconds, "steps": result.steps, "files": {**files, "report": report_path},
+            "history": result.history}
+
+
+# --------------------------------------------------------------------------------------------------
+# suanli train
+# --------------------------------------------------------------------------------------------------
+
+def _overrides_from(extra: Sequence[str]) -> list[str]:
+    """``--key value`` / ``--key=value`` leftovers of argparse -> ``key=value`` strings."""
+    out, i = [], 0
+    while i < len(extra):
+        tok = extra[i]
+        if not tok.startswith("--") or tok == "--":
+            raise CommandError(f"unexpected argument {tok!r}; overrides look like --set key=value or --key value")
+        key = tok[2:]
+        if "=" in key:
+            out.append(key)
+            i += 1
+        elif i + 1 < len(extra):
+            out.append(f"{key}={extra[i + 1]}")
+            i += 2
+        else:
+            raise CommandError(f"{tok} needs a value (e.g. {tok} 3 or --set {key}=3)")
+    return [o.split("=", 1)[0].replace("-", "_") + "=" + o.split("=", 1)[1] for o in out]
+
+
+def train(config_path: str, overrides: Sequence[str] = (), resume: str | None = None) -> Any:
+    """``suanli train CONFIG``: load the typed config, train the recipe, print where everything went."""
+    from suanli.train import config as C
+    from suanli.train import recipes
+
+    cfg = C.load(config_path, overrides)
+    if resume and not os.path.isfile(resume):
+        raise CommandError(f"--resume {resume}: no such checkpoint file")
+    print(f"suanli train: recipe {cfg.recipe}, seed {cfg.seed}, writing to {cfg.out_dir}/")
+    trainer, result = recipes.train(cfg, resume=resume)
+    print(f"\ndone: {result.steps} steps in {result.seconds:.1f} s; "
+          + ", ".join(f"{k} {v:.2%}" if k == "accuracy" else f"{k} {v:.4f}" for k, v in result.metrics.items()))
+    if "sample" in result.extras:
+        print("sample:\n" + result.extras["sample"])
+    if "probabilities" in result.extras:
+        print(_probability_table(result.extras["probabilities"]))
+    for name, path in result.files.items():
+        print(f"  {name:<11} {path}")
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# suanli babygpt
+# --------------------------------------------------------------------------------------------------
+
+def _probability_table(probs: dict[str, tuple[float, float]]) -> str:
+    rows = ["state  P(next=0)  P(next=1)   -> next states"]
+    for s, (p0, p1) in probs.items():
+        rows.append(f"{s}    {p0:9.4f}  {p1:9.4f}   -> {s[1:]}0 / {s[1:]}1")
+    return "\n".join(rows)
+
+
+def babygpt(out: str = "runs/babygpt", seed: int = 1337, steps: int = 50, progress: bool = True) -> dict:
+    """Karpathy's BabyGPT: train on "111101111011110", print P(next | state) for all 8 states, draw the graph."""
+    from suanli.train import config as C
+    from suanli.train import recipes
+
+    cfg = C.from_dict({"recipe": "babygpt", "out_dir": out, "seed": seed, "max_steps": steps,
+                       "progress": progress})
+    print(f"suanli babygpt: a GPT (4 layers, 4 heads, width 16, context 3, vocabulary {{0, 1}}) trained for "
+          f"{steps} AdamW steps (lr 1e-3, weight decay 0.1) on every 3-token window of {cfg.sequence!r}\n")
+    trainer, result = recipes.train(cfg)
+    probs = result.extras["probabilities"]
+    print(f"\nafter {result.steps} steps: loss {result.metrics['loss']:.4f}. "
+          f"A GPT with context 3 over 2 tokens is a Markov chain on 8 states:\n")
+    print(_probability_table(probs))
+    print(f"\nstates seen in training: {', '.join(result.extras['training_states'])} "
+          f"(the others were never in the data; their probabilities are the model's guesses)")
+    if "graph" in result.files:
+        print(f"state-transition graph: {result.files['graph']}")
+    print(f"checkpoint: {result.files.get('checkpoint')}")
+    return {"probabilities": probs, "files": result.files, "loss": result.metrics["loss"]}
+
+
+# --------------------------------------------------------------------------------------------------
+# suanli showcase (the autodiff core) and suanli info
+# --------------------------------------------------------------------------------------------------
 
 def _spirals(n_per_class: int, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A classic non-linearly-separable toy set: interleaved 2-D spirals, generated (nothing to download)."""
@@ -25,20 +193,23 @@ def _spirals(n_per_class: int, classes: int, seed: int) -> tuple[np.ndarray, np.
     return np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.int64)
 
 
-def demo(steps: int = 300, seed: int = 0) -> dict:
+def showcase(steps: int = 300, seed: int = 0) -> dict:
     """Autodiff showcase: check gradients three ways, then train a 2-layer MLP on spirals."""
     import suanli
     import suanli.nn.functional as F
     from suanli.autograd.functional import hessian, jacobian
 
     report: dict = {}
-    print("suanli demo: the core (Tensor, op registry, reverse- and forward-mode autodiff)\n")
+    print("suanli showcase: the core (Tensor, op registry, reverse- and forward-mode autodiff)\n")
     print(f"1. registry: {len(suanli.ops.registry)} primitives, each with shape rule, NumPy impl, VJP, JVP; "
           f"missing rules: {suanli.ops.registry.missing_rules() or 'none'}")
 
     # 2. gradients three ways on f(x) = sum(tanh(x) * exp(x / 2))
     x = suanli.tensor([0.3, -1.2, 0.7], dtype=suanli.float64)
-    f = lambda v: (v.tanh() * (v / 2).exp()).sum()  # noqa: E731
+
+    def f(v: Any) -> Any:
+        return (v.tanh() * (v / 2).exp()).sum()
+
     rev = jacobian(f, x)
     fwd = jacobian(f, x, strategy="forward-mode")
     eps = 1e-6
@@ -81,7 +252,6 @@ def demo(steps: int = 300, seed: int = 0) -> dict:
     print(f"3. trained a 2-64-3 MLP on {len(ys)} generated spiral points: loss {losses[0]:.3f} -> "
           f"{losses[-1]:.3f}, accuracy {acc:.1%} in {dt:.2f}s")
     report.update(first_loss=losses[0], final_loss=losses[-1], accuracy=acc, seconds=dt)
-    print("\ndone: the core works end to end. Next layers (nn, optim, compiler, ONNX) build on it.")
     return report
 
 
@@ -93,21 +263,79 @@ def info() -> None:
     print(suanli.ops.registry.table())
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="suanli", description=__doc__,
+# --------------------------------------------------------------------------------------------------
+# argument parsing
+# --------------------------------------------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="suanli", description=__doc__, allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="end-to-end showcase on generated data")
-    d.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
+
+    d = sub.add_parser("demo", allow_abbrev=False, help="train LeNet-5 on embedded handwritten digits, checkpoint, reload, plot")
+    d.add_argument("--out", default="runs/demo", metavar="DIR", help="output folder (default runs/demo)")
+    d.add_argument("--data", metavar="DIR", help="train on the MNIST IDX files in DIR instead")
     d.add_argument("--seed", type=int, default=0)
-    sub.add_parser("info", help="versions and the primitive registry")
-    args = parser.parse_args(argv)
-    if args.command == "demo":
-        if args.steps < 5:
-            parser.error("--steps must be at least 5")
-        demo(args.steps, args.seed)
-    elif args.command == "info":
-        info()
+    d.add_argument("--epochs", type=int, help="epochs (default 8 on digits, 2 on MNIST)")
+    d.add_argument("--quick", action="store_true", help="one epoch (for tests)")
+    d.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    t = sub.add_parser("train", allow_abbrev=False, help="train from a TOML config (configs/*.toml)",
+                       description="Train from a typed TOML config. Override any key with --set key=value "
+                                   "(dotted for tables: --set optim.lr=3e-4) or --key value.")
+    t.add_argument("config", help="a TOML config file, e.g. configs/mnist-lenet5.toml")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable)")
+    t.add_argument("--resume", metavar="CHECKPOINT", help="continue from a checkpoint.safetensors")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar (same as --set progress=false)")
+
+    b = sub.add_parser("babygpt", allow_abbrev=False, help="Karpathy's BabyGPT: a tiny GPT as a Markov chain, drawn as a PNG")
+    b.add_argument("--out", default="runs/babygpt", metavar="DIR")
+    b.add_argument("--seed", type=int, default=1337)
+    b.add_argument("--steps", type=int, default=50, help="AdamW steps (default 50, as in the original)")
+    b.add_argument("--no-progress", action="store_true")
+
+    s = sub.add_parser("showcase", allow_abbrev=False, help="the autodiff core: gradients three ways, an MLP on spirals")
+    s.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
+    s.add_argument("--seed", type=int, default=0)
+
+    sub.add_parser("info", allow_abbrev=False, help="versions and the primitive registry")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from suanli.errors import is_clear_error
+
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "train":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        if args.command == "demo":
+            if args.epochs is not None and args.epochs < 1:
+                parser.error("--epochs must be at least 1")
+            demo(args.out, args.data, args.seed, args.epochs, args.quick, not args.no_progress)
+        elif args.command == "train":
+            overrides = [*args.overrides, *_overrides_from(extra)] + (["progress=false"] if args.no_progress else [])
+            train(args.config, overrides, args.resume)
+        elif args.command == "babygpt":
+            if args.steps < 1:
+                parser.error("--steps must be at least 1")
+            babygpt(args.out, args.seed, args.steps, not args.no_progress)
+        elif args.command == "showcase":
+            if args.steps < 5:
+                parser.error("--steps must be at least 5")
+            showcase(args.steps, args.seed)
+        elif args.command == "info":
+            info()
+    except CommandError as exc:
+        print(f"suanli {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:   # errors suanli raises on purpose are messages, not tracebacks
+        if not is_clear_error(exc):
+            raise
+        print(f"suanli {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,0 +1,1 @@
+"""Training from typed configs: ``config`` (TOML -> dataclasses), ``trainer`` (the loop), ``recipes``."""
