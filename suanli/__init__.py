@@ -25,6 +25,8 @@ from .ops import *  # noqa: F401,F403
 from .ops.registry import install_tensor_methods as _install_methods
 from .random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
 from .tensor import Tensor
+from .compiler import compile  # noqa: A001,E402  (shadows the builtin only inside this namespace)
+from .graph import cond, scan, while_loop  # noqa: E402
 
 _install_methods()
 ops.inplace.install({**{k: getattr(ops, k) for k in ops.__all__}, **vars(nn.functional)})

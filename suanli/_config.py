@@ -6,6 +6,9 @@ Read once at import; tests and users may flip the attributes of :data:`state` at
 |-----------------------|-------------------------------------------------------------------------|
 | ``DEBUG``             | 0 silent (default); 1 notes on fallbacks; 2 also prints per-op detail    |
 | ``SUANLI_CHECK_SHAPES``| 1: every eager op also runs its shape/dtype rule and compares (tests)  |
+| ``SUANLI_NATIVE``     | 0: no run-time compiled C anywhere (NumPy paths; same results)          |
+| ``SUANLI_CFLAGS``     | extra compiler flags for generated kernels (``suanli.native.compile_source``) |
+| ``SUANLI_DEBUG_CODEGEN``| 1: print the C source of each fused kernel when it is built           |
 """
 from __future__ import annotations
 
@@ -23,7 +26,8 @@ def _env_int(name: str, default: int) -> int:
 class _State:
     """Mutable process-wide switches read on the hot path (one attribute lookup each)."""
 
-    __slots__ = ("grad_enabled", "forward_level", "check_shapes", "debug", "inference_mode", "autocast")
+    __slots__ = ("grad_enabled", "forward_level", "check_shapes", "debug", "inference_mode", "autocast",
+                 "tracer")
 
     def __init__(self) -> None:
         self.grad_enabled = True          # reverse-mode recording (no_grad / enable_grad)
@@ -32,6 +36,7 @@ class _State:
         self.debug = _env_int("DEBUG", 0)
         self.inference_mode = False
         self.autocast = None              # the active suanli.amp autocast region (casts op inputs), or None
+        self.tracer = None                # the active suanli.graph tracer (records ops as IR nodes), or None
 
 
 state = _State()

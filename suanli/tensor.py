@@ -145,18 +145,24 @@ class Tensor:
     # ------------------------------------------------------------------ conversions
     def numpy(self) -> np.ndarray:
         """The underlying array (shared memory, as in torch)."""
+        if state.tracer is not None:
+            state.tracer.check_concrete(self, "numpy()")
         if self._requires_grad:
             raise AutogradError("numpy(): can't call numpy() on a tensor that requires grad; "
                                 "use tensor.detach().numpy()")
         return self._data
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        if state.tracer is not None:
+            state.tracer.check_concrete(self, "numpy.asarray()")
         a = self._data
         if dtype is not None and np.dtype(dtype) != a.dtype:
             return a.astype(dtype)
         return a.copy() if copy else a
 
     def item(self) -> Any:
+        if state.tracer is not None:   # compile: a traced value cannot become a Python number
+            state.tracer.check_concrete(self, "item()")
         if self._data.size != 1:
             raise op_error("item", "only a one-element tensor can be converted to a Python scalar",
                            actual=f"shape {self._data.shape} ({self._data.size} elements)",
@@ -164,11 +170,15 @@ class Tensor:
         return self._data.reshape(()).item() if self._data.dtype not in _dt.HALF else float(self._data.reshape(()))
 
     def tolist(self) -> Any:
+        if state.tracer is not None:
+            state.tracer.check_concrete(self, "tolist()")
         if self._data.dtype in _dt.HALF:
             return self._data.astype(np.float32).tolist()
         return self._data.tolist()
 
     def __bool__(self) -> bool:
+        if state.tracer is not None:
+            state.tracer.check_concrete(self, "bool()")
         if self._data.size != 1:
             raise op_error("bool", "the truth value of a tensor with more than one element is ambiguous",
                            actual=f"shape {self._data.shape}", hint="use .any() or .all()", cls=ValueError)
@@ -181,6 +191,8 @@ class Tensor:
         return int(self.item())
 
     def __index__(self) -> int:
+        if state.tracer is not None:
+            state.tracer.check_concrete(self, "int()")
         if self._data.dtype in _dt.FLOATING or self._data.size != 1:
             raise TypeError("only integer tensors of a single element can be converted to an index")
         return int(self._data.reshape(())[()])

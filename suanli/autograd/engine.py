@@ -238,7 +238,7 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], *, retain_gra
 def _accumulate(t: Tensor, g: Tensor, create_graph: bool, claimed: set[int]) -> None:
     """``t.grad += g``; without create_graph the stored grad owns its memory (never aliases another
     tensor): a fresh, unshared engine array is taken as is, anything else is copied."""
-    if create_graph:
+    if create_graph or state.tracer is not None:   # (tracing: .grad must stay a recorded value)
         t.grad = g if t.grad is None else t.grad + g
         return
     old = t.grad

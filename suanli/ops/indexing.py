@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._config import state
 from ..errors import DTypeError, op_error
 from ..tensor import Tensor, _wrap
 from ._helpers import as_tensor, broadcast_shapes, normalize_axis, sum_to
@@ -64,6 +65,15 @@ def _check_range(op: str, idx: np.ndarray, dim: int, size: int, *, negative: boo
     return idx.astype(np.int64, copy=True)
 
 
+def _index_of(src: Any, idx: np.ndarray, size: int | None) -> Tensor:
+    """``_wrap(idx)``; while compiling, recorded as a function of the index tensor ``src`` (negatives
+    wrapped by ``size`` if given), so a plan reads each call's indices instead of freezing them."""
+    t = _wrap(idx)
+    if state.tracer is not None and isinstance(src, Tensor):
+        state.tracer.derive_index(t, src, size)
+    return t
+
+
 # ----------------------------------------------------------------------------- key parsing
 def _sequence_as_tuple(key: list) -> bool:
     """torch's legacy rule: a short list holding tensors, sequences, slices, ``...`` or ``None``
@@ -87,6 +97,8 @@ def _classify(op: str, e: Any) -> tuple[str, Any]:
         return "slice", e
     if isinstance(e, (Tensor, np.ndarray, list, tuple)):
         if isinstance(e, Tensor):
+            if state.tracer is not None:
+                state.tracer.refuse_index(e)
             arr = e._data
         else:
             arr = np.asarray(e)
@@ -441,7 +453,8 @@ def _index_arg(op: str, index: Any, dim: int, size: int, *, negative: bool = Fal
     if data.ndim > 1:
         raise op_error(op, "index must be a 0-d or 1-d tensor", actual=f"index of shape {data.shape}",
                        cls=IndexError)  # type: ignore[arg-type]
-    return _wrap(_check_range(op, data.reshape(-1), dim, size, negative=negative))
+    return _index_of(index, _check_range(op, data.reshape(-1), dim, size, negative=negative),
+                     size if negative else None)
 
 
 @tensor_method
@@ -649,7 +662,7 @@ def _gather_index(op: str, input: Tensor, dim: int, index: Any, src: Tensor | No
     i_spec = Spec(index._data.shape, index._data.dtype)
     _check_dims(op, x_spec, i_spec, d, None if src is None else Spec(src._data.shape, src._data.dtype))
     idx = _check_range(op, index._data, d, input._data.shape[d], negative=False)
-    return d, _wrap(idx)
+    return d, _index_of(index, idx, None)
 
 
 @tensor_method
@@ -750,7 +763,7 @@ def take_along_dim(input: Tensor, indices: Tensor, dim: int | None = None) -> Te
     if data.dtype.kind not in "iu":
         raise op_error("take_along_dim", "indices must be an integer tensor", actual=f"dtype {data.dtype}",
                        cls=IndexDTypeError)
-    idx = _wrap(_check_range("take_along_dim", data, d, n, negative=True))
+    idx = _index_of(indices, _check_range("take_along_dim", data, d, n, negative=True), n)
     idx = expand(idx, common[:d] + (indices._data.shape[d],) + common[d + 1:])
     input = expand(input, common[:d] + (n,) + common[d + 1:])
     return gather(input, d, idx)

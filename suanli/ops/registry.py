@@ -223,6 +223,8 @@ def apply(prim: Primitive, *inputs: Tensor, **attrs: Any) -> Tensor:
     """
     if state.autocast is not None:    # inside suanli.amp.autocast: cast inputs per the op's policy
         inputs = state.autocast.cast_inputs(prim, inputs)
+    if state.tracer is not None:      # inside suanli.compile tracing: run eagerly and record an IR node
+        return state.tracer.apply(prim, inputs, attrs)
     try:
         if prim.upcast_half and inputs and inputs[0]._data.dtype in HALF:
             out = _impl_half(prim, inputs, attrs)
