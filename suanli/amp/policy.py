@@ -73,6 +73,8 @@ _PROMOTE_OPS = (
     "max_pool2d", "max_pool2d_indices", "max_pool2d_gather", "max_pool2d_scatter",
     "avg_pool2d_tiles", "avg_pool2d_tiles_grad", "adaptive_avg_pool2d", "adaptive_avg_pool2d_grad",
     "adaptive_max_pool2d_indices",
+    # suanli/ops/onnx_prims.py (ONNX op table)
+    "atan", "index_reduce",
 )
 
 

@@ -4,7 +4,7 @@
 >>> print(registry.table().splitlines()[0])
 primitive               diff  vjp  jvp  view  lowerings
 """
-from . import conv, elementwise, fused, indexing, inplace, linalg, reduction, shape
+from . import conv, elementwise, fused, indexing, inplace, linalg, onnx_prims, reduction, shape  # noqa: F401
 from .conv import *  # noqa: F401,F403
 from .elementwise import *  # noqa: F401,F403
 from .indexing import *  # noqa: F401,F403
