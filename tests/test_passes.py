@@ -295,3 +295,58 @@ def test_rematerialize_recomputes_gelu_for_the_backward_and_lowers_the_peak():
     assert remat.meta["memory_plan"].live_peak_bytes < 0.95 * base.meta["memory_plan"].live_peak_bytes
     for a, b in zip(interpret(remat, *arrays), interpret(base, *arrays)):
         np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------------------------ elementwise fusion
+from suanli import native                                   # noqa: E402
+from suanli.compiler.passes import fuse_elementwise          # noqa: E402
+
+
+@pytest.mark.parametrize("dtype, tol", [(suanli.float64, 1e-12), (suanli.float32, 2e-6)])
+@pytest.mark.parametrize("use_native", [True, False])
+def test_fusion_keeps_training_graph_results(dtype, tol, use_native):
+    suanli.manual_seed(0)
+    model = LeNet5().to(dtype)
+    x, y = suanli.randn(3, 1, 32, 32, dtype=dtype), suanli.randint(0, 10, (3,))
+
+    def step(x, y):
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+    traced = trace(step, (x, y))
+    arrays = [x.numpy(), y.numpy()] + [t.detach().numpy() for t in traced.state]
+    ref = interpret(traced.graph, *arrays)
+    if use_native:
+        graph = run_pipeline(traced.graph.copy(), PIPELINE + [fuse_elementwise, dce])
+    else:
+        with native.disabled():
+            graph = run_pipeline(traced.graph.copy(), PIPELINE + [fuse_elementwise, dce])
+    fused = [n for n in graph.nodes if n.op == "fused"]
+    assert len(fused) >= 4 and any(n.attrs["ops"] == "add+tanh" for n in fused)
+    assert all(n.attrs["kernel"].native == use_native for n in fused) or not native.enabled()
+    for a, b in zip(interpret(graph, *arrays), ref):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    assert "ops=add+tanh" in str(graph)
+
+
+def test_fusion_stays_convex():
+    """b = exp(a) is read by a matmul before c = tanh(b) runs: fusing a..c would move exp after the
+    matmul that needs it, so exp and tanh must not share a group across it."""
+    g, (x, w) = _g((2, 2), (2, 2))
+    a = g.add_node("neg", [x], shape=(2, 2), dtype=np.float64)
+    b = g.add_node("exp", [a], shape=(2, 2), dtype=np.float64)
+    m = g.add_node("matmul", [b, w], shape=(2, 2), dtype=np.float64)
+    c = g.add_node("add", [b, m], shape=(2, 2), dtype=np.float64)
+    g.outputs = [g.add_node("tanh", [c], shape=(2, 2), dtype=np.float64)]
+    xin, win = np.random.default_rng(1).standard_normal((2, 2)), np.eye(2)
+    ref = interpret(g, xin, win)[0]
+    out = verify(fuse_elementwise(g))
+    assert [n.attrs.get("ops", n.op) for n in out.nodes] == ["neg+exp", "matmul", "add+tanh"]
+    np.testing.assert_allclose(interpret(out, xin, win)[0], ref, rtol=1e-14)
+
+
+def test_fusion_leaves_unsupported_dtypes_alone():
+    g, (x,) = _g((4,), dtype=np.float16)
+    a = g.add_node("exp", [x], shape=(4,), dtype=np.float16)
+    g.outputs = [g.add_node("tanh", [a], shape=(4,), dtype=np.float16)]
+    assert ops(fuse_elementwise(g)) == ["exp", "tanh"]

@@ -4,7 +4,9 @@ A :class:`Graph` is a list of :class:`Node` in topological order between its ``i
 ``outputs`` (both lists of :class:`Value`). A node names a registry primitive (``"add"``,
 ``"matmul"``...) with its attributes, or one of the structural ops in :data:`STRUCTURAL_OPS`:
 ``"constant"`` (the array in ``attrs["value"]``) and the control-flow ops ``"cond"``,
-``"while_loop"``, ``"scan"`` whose bodies are :class:`Graph` objects in ``node.subgraphs``.
+``"while_loop"``, ``"scan"`` whose bodies are :class:`Graph` objects in ``node.subgraphs``, and
+``"fused"`` (a group of elementwise primitives run as one generated kernel: ``attrs["group"]``,
+``attrs["kernel"]``; made by the fusion pass).
 Registry primitives have exactly one output; structural ops may have several.
 
 A dimension of a shape is an ``int`` or a :class:`Sym` (``Sym("B")``, or affine like ``64*B``):
@@ -34,7 +36,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-STRUCTURAL_OPS = ("constant", "cond", "while_loop", "scan")
+STRUCTURAL_OPS = ("constant", "cond", "while_loop", "scan", "fused")
 
 _ids = itertools.count()     # value ids are unique across all graphs of the process
 

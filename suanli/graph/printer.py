@@ -50,6 +50,8 @@ def _format(graph: Graph, title: str, names: dict[int, str], lines: list[str], i
         outs = ", ".join(_decl(v, names) for v in n.outputs)
         if n.op == "constant":
             args = format_constant(n.attrs.get("value"))
+        elif n.op == "fused":
+            args = ", ".join([_name(v, names) for v in n.inputs] + [f"ops={n.attrs.get('ops')}"])
         else:
             args = ", ".join([_name(v, names) if v.id in names else f"<undefined %{v.id}>" for v in n.inputs]
                              + [f"{k}={format_attr(a)}" for k, a in n.attrs.items()])

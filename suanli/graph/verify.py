@@ -110,6 +110,8 @@ def _check_node(node: Node, bindings: Mapping[str, int], label: str) -> None:
         return _check_while(node, bindings, label)
     if op == "scan":
         return _check_scan(node, bindings, label)
+    if op == "fused":
+        return _check_fused(node, label)
     from ..ops.registry import Spec, registry
     if op not in registry:
         raise GraphError(f"verify: {label}: unknown op {op!r}\n  help: a node names a registry primitive "
@@ -129,6 +131,17 @@ def _check_node(node: Node, bindings: Mapping[str, int], label: str) -> None:
     if tuple(spec.shape) != want or np.dtype(spec.dtype) != out.dtype:
         expect = Value(spec.shape, spec.dtype).type_str
         raise GraphError(f"verify: {label}: the shape rule says {expect}, the node says {out.type_str}")
+
+
+def _check_fused(node: Node, label: str) -> None:
+    group = node.attrs.get("group")
+    if group is None or "kernel" not in node.attrs:
+        raise GraphError(f"verify: {label}: a fused node needs attrs 'group' and 'kernel'")
+    for kind, values, declared in (("input", node.inputs, group.inputs), ("output", node.outputs, group.outputs)):
+        if [(tuple(v.shape), v.dtype) for v in values] != [(tuple(d.shape), d.dtype) for d in declared]:
+            raise GraphError(f"verify: {label}: the fused group's {kind}s are "
+                             f"{[(d.shape, str(d.dtype)) for d in declared]}, the node's are "
+                             f"{[v.type_str for v in values]}")
 
 
 def _check_constant(node: Node, label: str) -> None:

@@ -10,6 +10,13 @@ cache directory (``$SUANLI_CACHE_DIR`` or ``~/.cache/suanli``) and returns a Pyt
 say so under ``DEBUG=1``). A kernel file may ask for extra flags on its first line:
 ``/* suanli-flags: -ffast-math */``.
 
+``compile_source(name, source, openmp=...)`` builds generated C (``suanli.compiler.codegen``) the
+same way, with the exact flags asked for: a failed build (bad flags, missing headers) warns once,
+naming the compiler command, and returns ``None``. ``SUANLI_CFLAGS`` appends flags to those builds.
+OpenMP libraries are loaded with ``OMP_WAIT_POLICY=passive`` (unless the user set it): libgomp reads
+it once when it loads, and its default spin-wait between parallel regions stole the cores OpenBLAS
+needed (see ``docs/design.md``).
+
 Calling convention: every kernel takes its arrays (C-contiguous, already the right dtype) and then
 the element count, e.g. ``gelu_f32(x, out, n)``.
 
@@ -33,7 +40,9 @@ import re
 import shutil
 import subprocess
 import tempfile
+import shlex
 import threading
+import warnings
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -41,7 +50,8 @@ import numpy as np
 
 from .._config import debug_note
 
-__all__ = ["kernel", "load", "cache_dir", "enabled", "disabled"]
+__all__ = ["kernel", "load", "compile_source", "default_flags", "compiler", "cache_dir", "enabled",
+           "disabled"]
 
 _KERNELS = Path(__file__).parent / "kernels"
 _BASE_FLAGS = (["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno"], ["-O3", "-fopenmp-simd"], ["-O3"])
@@ -61,7 +71,20 @@ def cache_dir() -> Path:
 
 
 def _compiler() -> str | None:
-    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    cc = os.environ.get("CC")
+    if cc:                                   # CC=/nonexistent means: no compiler here
+        return shutil.which(shlex.split(cc)[0]) and cc
+    return shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+
+
+def compiler() -> str | None:
+    """The C compiler command native code is built with (``$CC`` or cc/gcc/clang), or ``None``."""
+    return _compiler()
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    """One compiler invocation (a seam: tests count the calls to prove cache hits)."""
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
 def _extra_flags(source: str) -> list[str]:
@@ -89,7 +112,7 @@ def _compile(name: str, source: str, cc: str) -> ctypes.CDLL | None:
                          [cc, "-shared", "-o", tmp, str(obj), "-lm"])
                 proc = None
                 for cmd in steps:
-                    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+                    proc = _run(cmd)
                     if proc.returncode != 0:
                         break
                 if proc is None or proc.returncode != 0:
@@ -146,6 +169,119 @@ def kernel(name: str, symbol: str) -> Callable[..., None] | None:
     return call
 
 
+def default_flags(openmp: bool = False) -> list[str]:
+    """Flags of :func:`compile_source`: ``-O3 -march=native``, no errno (lets loops vectorize), no FMA
+    contraction (so ``a * b + c`` rounds twice, as NumPy does), OpenMP if asked, then ``$SUANLI_CFLAGS``."""
+    flags = ["-O3", "-march=native", "-fno-math-errno", "-ffp-contract=off"]
+    if openmp:
+        flags.append("-fopenmp")
+    return flags + shlex.split(os.environ.get("SUANLI_CFLAGS", ""))
+
+
+_built: dict[str, ctypes.CDLL | None] = {}      # cache key -> library (None: that build failed)
+
+
+def compile_source(name: str, source: str, *, flags: list[str] | None = None, openmp: bool = False,
+                   libs: tuple[str, ...] = ()) -> ctypes.CDLL | None:
+    """Compile ``source`` into a shared library (cached on disk by a hash of source, compiler and
+    flags) and load it; ``None`` when native code is off, no compiler exists, or the build fails.
+
+    A failed build warns once (``RuntimeWarning`` naming the command and ``SUANLI_NATIVE=0``);
+    ``SUANLI_NATIVE=0`` and a missing compiler are notes under ``DEBUG=1``.
+
+    >>> from suanli import native
+    >>> lib = native.compile_source("doc_twice", "double twice(double x) { return 2 * x; }")
+    >>> import ctypes
+    >>> if lib is not None: lib.twice.restype, lib.twice.argtypes = ctypes.c_double, [ctypes.c_double]
+    >>> lib is None or lib.twice(1.5) == 3.0
+    True
+    """
+    if not enabled():
+        debug_note(1, f"native: SUANLI_NATIVE=0, {name} uses the NumPy path")
+        return None
+    cc = _compiler()
+    if cc is None:
+        debug_note(1, f"native: no C compiler found (CC={os.environ.get('CC', '')!r}), {name} uses the NumPy path")
+        return None
+    flags = default_flags(openmp) if flags is None else list(flags)
+    link = (["-fopenmp"] if openmp else []) + [f"-l{lib}" for lib in libs] + ["-lm"]
+    key = hashlib.sha256("\0".join([_RECIPE, _host(), source, cc, *flags, "|", *link]).encode()).hexdigest()[:16]
+    with _lock:
+        if key in _built:
+            return _built[key]
+        out_dir = cache_dir()
+        target = out_dir / f"{name}-{key}.so"
+        lib = None
+        if target.exists() or _build(name, source, cc, flags, link, target):
+            lib = _load_library(target, openmp)
+        _built[key] = lib
+        return lib
+
+
+@functools.lru_cache(maxsize=1)
+def _host() -> str:
+    """The CPU's model and feature flags: ``-march=native`` code from one CPU may not run on another
+    that shares the cache directory."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [ln for ln in f if ln.startswith(("model name", "flags"))][:2]
+    except OSError:
+        lines = []
+    import platform
+    return platform.machine() + "".join(lines)
+
+
+def _build(name: str, source: str, cc: str, flags: list[str], link: list[str], target: Path) -> bool:
+    """Compile then link into ``target`` atomically; warn (once per source + flags) on failure."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    src, obj = Path(tmp).with_suffix(".c"), Path(tmp).with_suffix(".o")
+    cc_words = shlex.split(cc)
+    steps = ([*cc_words, *flags, "-fPIC", "-c", "-o", str(obj), str(src)],
+             [*cc_words, "-shared", "-o", tmp, str(obj), *link])
+    try:
+        src.write_text(source)
+        for cmd in steps:
+            try:
+                proc = _run(cmd)
+            except (OSError, subprocess.SubprocessError) as exc:
+                failure = str(exc)
+            else:
+                failure = "" if proc.returncode == 0 else f"exit status {proc.returncode}: {proc.stderr.strip()[-600:]}"
+            if failure:
+                warnings.warn(f"native: building {name} failed; `{shlex.join(cmd)}` gave {failure}\n"
+                              f"suanli falls back to its NumPy implementation (same results, slower). "
+                              f"Fix the compiler setup ($CC, $SUANLI_CFLAGS) or set SUANLI_NATIVE=0 to "
+                              f"disable native code.", RuntimeWarning, stacklevel=4)
+                return False
+        os.replace(tmp, target)                  # atomic: a concurrent process sees all or nothing
+        return True
+    finally:
+        src.unlink(missing_ok=True)
+        obj.unlink(missing_ok=True)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _load_library(path: Path, openmp: bool) -> ctypes.CDLL | None:
+    # libgomp reads OMP_WAIT_POLICY once, when it loads: passive workers sleep between parallel
+    # regions instead of spinning on the cores OpenBLAS is about to use. Set only around the load
+    # (the user's own setting wins) so that libraries loaded later see the environment unchanged.
+    set_policy = openmp and not os.environ.get("OMP_WAIT_POLICY")
+    if set_policy:
+        os.environ["OMP_WAIT_POLICY"] = "passive"
+    try:
+        return ctypes.CDLL(str(path))
+    except OSError as exc:
+        warnings.warn(f"native: loading {path} failed ({exc}); suanli falls back to NumPy. "
+                      "Set SUANLI_NATIVE=0 to disable native code.", RuntimeWarning, stacklevel=4)
+        return None
+    finally:
+        if set_policy:
+            del os.environ["OMP_WAIT_POLICY"]
+
+
 @contextlib.contextmanager
 def disabled() -> Iterator[None]:
     """Run the NumPy paths inside the block (tests compare both paths with it)."""
@@ -165,4 +301,5 @@ def disabled() -> Iterator[None]:
 def _reset() -> None:
     with _lock:
         _loaded.clear()
+        _built.clear()
     kernel.cache_clear()

@@ -1,0 +1,173 @@
+"""Build a fused group into a callable native kernel, with the NumPy reference as its fallback.
+
+``build(group)`` generates C (:mod:`suanli.compiler.codegen`), compiles it once per source + flags
+(:func:`suanli.native.compile_source`, OpenMP on, cached on disk) and returns a :class:`FusedKernel`.
+Calling it checks the arrays against the group's declared inputs, allocates the outputs and runs the
+kernel through ctypes (which releases the GIL). When native code is unavailable -- ``SUANLI_NATIVE=0``,
+no C compiler (a note under ``DEBUG=1``), or a failed build (one ``RuntimeWarning``) -- the same call
+evaluates the group with each primitive's NumPy ``impl``: the same results, slower.
+
+Threads: a kernel uses :func:`num_threads` threads (OpenMP ``parallel for`` over row blocks) only when
+its domain has at least :data:`PARALLEL_MIN_ELEMENTS` elements; smaller loops run on the calling
+thread without waking the pool. The pool is loaded with ``OMP_WAIT_POLICY=passive``
+(:mod:`suanli.native`): idle workers sleep instead of spinning on the cores OpenBLAS needs.
+
+Debugging: ``SUANLI_DEBUG_CODEGEN=1`` prints each generated source when it is built.
+
+>>> import numpy as np
+>>> from suanli.compiler.group import FusedGroup
+>>> from suanli.compiler.kernels import build
+>>> g = FusedGroup("scale_relu")
+>>> x = g.input((4,), "float32")
+>>> g.output(g.call("relu", g.call("mul", x, 2.0)))
+>>> build(g)(np.array([-1, 0, 1, 2], np.float32))[0].tolist()
+[0.0, 0.0, 2.0, 4.0]
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import hashlib
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from .. import native
+from .._config import debug_note
+from ..errors import op_error
+from ..ops.registry import registry
+from .codegen import generate, plan_loops
+from .group import FusedGroup
+
+__all__ = ["FusedKernel", "build", "epilogue", "num_threads", "set_num_threads", "PARALLEL_MIN_ELEMENTS"]
+
+PARALLEL_MIN_ELEMENTS = 1 << 15      # below this a parallel region costs more than it saves
+_threads: int | None = None
+
+
+def num_threads() -> int:
+    """Threads a large kernel uses: :func:`set_num_threads`, else ``OMP_NUM_THREADS`` /
+    ``OPENBLAS_NUM_THREADS`` (suanli never uses more cores than BLAS was allowed), else the core count."""
+    if _threads is not None:
+        return _threads
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        raw = os.environ.get(var, "").split(",")[0]
+        if raw.isdigit() and int(raw) > 0:
+            return int(raw)
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def set_num_threads(n: int | None) -> None:
+    """Fix the kernel thread count (``None``: back to the default of :func:`num_threads`)."""
+    global _threads
+    if n is not None and (not isinstance(n, int) or n < 1):
+        raise op_error("codegen.set_num_threads", "needs a positive int or None", actual=repr(n),
+                       cls=ValueError)  # type: ignore[arg-type]
+    _threads = n
+
+
+class FusedKernel:
+    """A built group: ``kernel(*arrays) -> list of outputs`` (native when possible, else NumPy).
+
+    ``native`` tells which path runs; ``source`` is the generated C.
+    """
+
+    def __init__(self, group: FusedGroup, source: str, fn: Any | None) -> None:
+        self.group = group
+        self.source = source
+        self._fn = fn
+        plan = plan_loops(group)
+        self._size = plan.outer * plan.L
+        self._ntasks = plan.tasks()[0]
+        self._all_reductions = [n for n in group.nodes if n.reduce == "all"]
+        self._fallback_noted = False
+
+    @property
+    def native(self) -> bool:
+        return self._fn is not None
+
+    def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        g = self.group
+        g.check_arguments(arrays)
+        if self._fn is None:
+            if not self._fallback_noted:
+                debug_note(1, f"codegen: {g.name} runs the NumPy reference (no native kernel)")
+                self._fallback_noted = True
+            outs = g.reference(*arrays)
+            if g.inplace:                       # keep the contract: output 0 lives in input 0
+                np.copyto(arrays[0], outs[0])
+                outs[0] = arrays[0]
+            return outs
+        ins = [a if a.flags.c_contiguous else np.ascontiguousarray(a) for a in arrays]
+        if g.inplace and not (arrays[0].flags.c_contiguous and arrays[0].flags.writeable):
+            raise op_error(f"codegen[{g.name}]", "an in-place kernel writes into input 0, which must be a "
+                           "writeable C-contiguous array", actual=f"flags {arrays[0].flags}",
+                           hint="pass np.ascontiguousarray(x) (a fresh GEMM/conv output is)", cls=ValueError)  # type: ignore[arg-type]
+        outs = [ins[0] if (g.inplace and i == 0) else np.empty(v.shape, v.dtype) for i, v in enumerate(g.outputs)]
+        parts = [np.empty(self._ntasks, n.out.dtype) for n in self._all_reductions]
+        args = [a.ctypes.data for a in ins]
+        args += [o.ctypes.data for i, o in enumerate(outs) if not (g.inplace and i == 0)]
+        args += [p.ctypes.data for p in parts]
+        nt = num_threads() if self._size >= PARALLEL_MIN_ELEMENTS else 1
+        self._fn(*args, nt)
+        return outs
+
+    def __repr__(self) -> str:
+        return f"<FusedKernel {self.group.name} ({'native' if self.native else 'numpy reference'})>"
+
+
+def build(group: FusedGroup, *, vector_math: bool = True) -> FusedKernel:
+    """Generate, compile (cached) and load ``group``'s kernel; falls back to NumPy (see module doc)."""
+    group.validate()
+    vector_math = vector_math and _has_libmvec()
+    source = generate(group, symbol="kernel", vector_math=vector_math)
+    if os.environ.get("SUANLI_DEBUG_CODEGEN", "0") not in ("", "0"):
+        print(f"[suanli] codegen: source of {group.name}\n{source}")
+    lib = native.compile_source(_lib_name(group, source), source, openmp=True,
+                                libs=("mvec",) if vector_math else ())
+    fn = None
+    if lib is not None:
+        fn = lib.kernel
+        n_ptr = len(group.inputs) + len(group.outputs) - (1 if group.inplace else 0) \
+            + sum(1 for n in group.nodes if n.reduce == "all")
+        fn.argtypes = [ctypes.c_void_p] * n_ptr + [ctypes.c_int]
+        fn.restype = None
+    return FusedKernel(group, source, fn)
+
+
+@functools.lru_cache(maxsize=1)
+def _has_libmvec() -> bool:
+    """glibc's SIMD math library (exp/tanh/... on vectors); without it loops call scalar libm."""
+    return ctypes.util.find_library("mvec") is not None
+
+
+def _lib_name(group: FusedGroup, source: str) -> str:
+    safe = "".join(c if c.isalnum() or c == "_" else "_" for c in group.name)[:40] or "fused"
+    return f"fused_{safe}_{hashlib.sha256(source.encode()).hexdigest()[:8]}"
+
+
+def epilogue(op: str, operands: Sequence[np.ndarray], kernel: FusedKernel, *extra: np.ndarray,
+             **attrs: Any) -> list[np.ndarray]:
+    """Run ``op`` (``matmul`` or ``conv2d``, the registry's BLAS-backed impl), then ``kernel`` on its
+    result *in place* (bias add + activation without another pass over memory for a temporary).
+
+    ``kernel.group`` must be ``inplace`` with input 0 of the GEMM/conv output's shape; ``extra`` are
+    its other inputs (the bias...).
+
+    >>> import numpy as np
+    >>> from suanli.compiler.group import FusedGroup
+    >>> g = FusedGroup("bias_relu", inplace=True)
+    >>> y, b = g.input((2, 2), "float64"), g.input((2,), "float64")
+    >>> g.output(g.call("relu", g.call("add", y, b)))
+    >>> epilogue("matmul", [np.eye(2), np.array([[1., -2.], [3., 4.]])], build(g), np.array([0., 1.]))[0].tolist()
+    [[1.0, 0.0], [3.0, 5.0]]
+    """
+    if op not in ("matmul", "conv2d"):
+        raise op_error("codegen.epilogue", "epilogues follow matmul or conv2d", actual=op, cls=ValueError)  # type: ignore[arg-type]
+    if not kernel.group.inplace:
+        raise op_error("codegen.epilogue", "the epilogue group must be built with inplace=True",
+                       actual=kernel.group.name, hint="FusedGroup(name, inplace=True)", cls=ValueError)  # type: ignore[arg-type]
+    primary = np.ascontiguousarray(registry[op].impl(*operands, **attrs))
+    return kernel(primary, *extra)
