@@ -195,6 +195,17 @@ def test_fold_affine_ignores_live_parameters_and_non_channel_constants():
     assert "mul" in ops(dce(fold_affine(g)))
 
 
+def test_fold_affine_after_simplify_with_default_batchnorm():
+    """Fresh BatchNorm (mean 0, var 1, gamma 1, beta 0): simplify bypasses ``x - 0`` and ``x * 1``
+    first; the bypassed nodes must not block the fold."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).eval()
+    x = suanli.randn(1, 3, 5, 5)
+    graph = run_pipeline(frozen(trace(model, (x,))), [constant_folding, simplify, cse, fold_affine,
+                                                      constant_folding, dce])
+    assert [n.op for n in graph.nodes if n.op != "constant"] == ["conv2d", "add", "relu"]
+    np.testing.assert_allclose(interpret(graph, x.numpy())[0], model(x).detach().numpy(), rtol=1e-6, atol=1e-6)
+
+
 def test_freeze_checks_values():
     g, (x,) = _g((2,))
     with pytest.raises(ValueError, match="freeze: input 0"):

@@ -108,6 +108,8 @@ def _collect(graph: Graph, start: Value, axis: int, channels: int, outputs: set[
 def fold_affine(graph: Graph) -> Graph:
     """Fold per-output-channel affine chains after ``conv2d`` / ``matmul`` with constant weights
     into the weight and one bias ``add``. Run constant folding first and DCE after."""
+    from .cleanup import dce
+    dce(graph)                     # nodes bypassed by earlier passes must not count as users
     outputs = {v.id for v in graph.outputs}
     users: dict[int, list[Node]] = {}
     for n in graph.nodes:
