@@ -5,7 +5,11 @@
 ``suanli train``      train from a typed TOML config (configs/*.toml), with --set overrides and --resume
 ``suanli babygpt``    Karpathy's BabyGPT: a tiny GPT as a Markov chain over 8 states, drawn as a PNG
 ``suanli showcase``   the autodiff core: gradients three ways, then an MLP on generated spirals
-``suanli info``       versions, and the primitive registry with which rules each primitive has
+``suanli info``       versions, and the primitive registry with which rules each primitive has;
+                      ``suanli info model.onnx``: inputs, outputs, op histogram, parameters, FLOPs
+``suanli run``        run an ONNX model on .npy inputs, write each output as .npy
+``suanli bench``      latency percentiles and throughput of an ONNX model (suanli vs onnxruntime)
+``suanli convert``    ONNX <-> suanli's own graph file (.suanli: JSON graph + safetensors weights)
 """
 from __future__ import annotations
 
@@ -264,6 +268,186 @@ def info() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
+# suanli info/run/bench/convert on ONNX models
+# --------------------------------------------------------------------------------------------------
+
+def _shape_str(vi: Any) -> str:
+    from suanli.onnx.load import _declared
+    dtype, shape = _declared(vi)
+    dims = "?" if shape is None else ", ".join("?" if d is None else str(d) for d in shape)
+    return f"{dtype} [{dims}]"
+
+
+def _flops(proto: Any) -> tuple[int, list[str]]:
+    """2 * multiply-adds of Conv/ConvTranspose/MatMul/Gemm from inferred shapes (free input dims = 1);
+    also the nodes it could not size."""
+    import onnx
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(proto)
+    for vi in list(fixed.graph.input) + list(fixed.graph.output):   # free dims (batch) count as 1
+        for d in vi.type.tensor_type.shape.dim if vi.type.HasField("tensor_type") else []:
+            if not d.HasField("dim_value"):
+                d.dim_value = 1
+    try:
+        inferred = onnx.shape_inference.infer_shapes(fixed)
+    except Exception:  # noqa: BLE001 - a model shape inference cannot handle: no FLOPs, not a crash
+        inferred = proto
+    g = inferred.graph
+    shapes: dict[str, tuple] = {}
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        dims = vi.type.tensor_type.shape.dim if vi.type.HasField("tensor_type") else []
+        if dims and all(d.HasField("dim_value") for d in dims):
+            shapes[vi.name] = tuple(d.dim_value for d in dims)
+    for t in g.initializer:
+        shapes[t.name] = tuple(t.dims)
+    total, unknown = 0, []
+    for n in g.node:
+        if n.op_type not in ("Conv", "ConvTranspose", "MatMul", "Gemm"):
+            continue
+        a, b = (shapes.get(n.input[0]), shapes.get(n.input[1]))
+        out = shapes.get(n.output[0])
+        if a is None or b is None or (out is None and n.op_type != "ConvTranspose"):
+            unknown.append(n.name or n.op_type)
+            continue
+        if n.op_type == "Conv":
+            total += 2 * int(np.prod(out)) * int(np.prod(b[1:]))
+        elif n.op_type == "ConvTranspose":
+            total += 2 * int(np.prod(a)) * int(np.prod(b[1:]))
+        elif n.op_type == "MatMul":
+            total += 2 * int(np.prod(out)) * int(a[-1])
+        else:
+            trans_a = any(x.name == "transA" and x.i for x in n.attribute)
+            total += 2 * int(np.prod(out)) * int(a[0] if trans_a else a[-1])
+    return total, unknown
+
+
+def onnx_info(path: str) -> dict[str, Any]:
+    """Print (and return) what an ONNX model takes, gives and costs."""
+    from collections import Counter
+
+    import onnx
+
+    import suanli.onnx as so
+    model = so.load(path)
+    g = model.proto.graph
+    hist = Counter(n.op_type for n in g.node)
+    # parameters: floating-point initializers that are not scalars (int64 shape vectors and the
+    # 0-d constants of decomposed ops are not weights)
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
+    params = sum(int(np.prod(t.dims)) for t in g.initializer if t.data_type in floats and len(t.dims) > 0)
+    flops, unknown = _flops(model.proto)
+    print(f"{path}: opset {dict(model.opsets)}, {len(g.node)} nodes, producer {model.proto.producer_name or '?'}")
+    print("inputs:")
+    for vi in model.inputs:
+        print(f"  {vi.name:<24} {_shape_str(vi)}")
+    print("outputs:")
+    for vi in model.outputs:
+        print(f"  {vi.name:<24} {_shape_str(vi)}")
+    print(f"parameters: {params:,} (floating-point initializers; {len(g.initializer)} initializers in all)")
+    print(f"FLOPs (Conv/MatMul/Gemm, 2 per multiply-add; free dims taken as 1): {flops:,}"
+          + (f" (+ {len(unknown)} nodes of unknown shape)" if unknown else ""))
+    print("op histogram:")
+    for op, n in sorted(hist.items(), key=lambda kv: (-kv[1], kv[0])):
+        print(f"  {op:<24} {n}")
+    return {"inputs": model.input_names, "outputs": model.output_names, "ops": dict(hist), "params": params,
+            "flops": flops, "flops_unknown": unknown}
+
+
+def _parse_feeds(specs: Sequence[str]) -> dict[str, np.ndarray]:
+    feeds = {}
+    for spec in specs:
+        name, sep, file = spec.partition("=")
+        if not sep or not name or not file:
+            raise CommandError(f"--input {spec!r}: expected NAME=FILE.npy")
+        if not os.path.exists(file):
+            raise CommandError(f"--input {name}={file}: no such file")
+        try:
+            feeds[name] = np.load(file, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise CommandError(f"--input {name}={file}: not a readable .npy array ({exc})") from None
+    return feeds
+
+
+def run_onnx(path: str, inputs: Sequence[str], out: str = ".") -> dict[str, str]:
+    """Run an ONNX model on ``NAME=FILE.npy`` inputs; write ``OUT/<output>.npy``; returns name -> file."""
+    import suanli.onnx as so
+    from suanli.io.atomic import atomic_write
+    model = so.load(path)
+    feeds = _parse_feeds(inputs)
+    unknown = [k for k in feeds if k not in model.input_names]
+    if unknown:
+        raise CommandError(f"{path}: unknown input name(s) {unknown}; the model takes {model.input_names}")
+    outs = model.run(feeds)
+    os.makedirs(out, exist_ok=True)
+    written = {}
+    for name, value in zip(model.output_names, outs):
+        file = os.path.join(out, "".join(c if c.isalnum() or c in "._-" else "_" for c in name) + ".npy")
+        with atomic_write(file, "wb") as f:
+            np.save(f, np.asarray(value.numpy() if hasattr(value, "numpy") else value), allow_pickle=False)
+        written[name] = file
+        print(f"{name}: {tuple(value.shape)} {value.dtype} -> {file}")
+    return written
+
+
+def _percentiles(times: Sequence[float]) -> dict[str, float]:
+    t = np.asarray(times) * 1e3
+    return {"p50_ms": float(np.percentile(t, 50)), "p90_ms": float(np.percentile(t, 90)),
+            "p99_ms": float(np.percentile(t, 99)), "throughput_per_s": float(1e3 / np.percentile(t, 50))}
+
+
+def bench_onnx(path: str, runs: int = 20, batch: int = 1, warmup: int = 2) -> dict[str, dict[str, float]]:
+    """Latency percentiles and throughput (runs/s at the median) of suanli's runner and onnxruntime."""
+    import suanli.onnx as so
+    from suanli.onnx.to_graph import example_inputs
+    model = so.load(path)
+    feeds = dict(zip(model.input_names, example_inputs(model, batch=batch)))
+    engines: dict[str, Any] = {"suanli": lambda: model.run(feeds)}
+    try:
+        import onnxruntime as ort
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        sess = ort.InferenceSession(model.proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        engines["onnxruntime"] = lambda: sess.run(None, feeds)
+    except ImportError:
+        pass
+    results: dict[str, dict[str, float]] = {}
+    for name, fn in engines.items():
+        for _ in range(warmup):
+            fn()
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        results[name] = _percentiles(times)
+    print(f"{path}: batch {batch}, {runs} runs after {warmup} warm-up (inputs: "
+          f"{', '.join(f'{k} {v.shape}' for k, v in feeds.items())})")
+    print(f"  {'engine':<12} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'runs/s':>9}")
+    for name, r in results.items():
+        print(f"  {name:<12} {r['p50_ms']:9.3f} {r['p90_ms']:9.3f} {r['p99_ms']:9.3f} {r['throughput_per_s']:9.1f}")
+    if "onnxruntime" in results:
+        print(f"  suanli / onnxruntime (p50): {results['suanli']['p50_ms'] / results['onnxruntime']['p50_ms']:.2f}x")
+    else:
+        print("  (onnxruntime is not installed: no side-by-side figure)")
+    return results
+
+
+def convert(src: str, dst: str, opset: int = 17) -> None:
+    """``.onnx`` -> ``.suanli`` or ``.suanli`` -> ``.onnx``, by the file extensions."""
+    from suanli.onnx.convert import onnx_to_suanli, suanli_to_onnx
+    kinds = (os.path.splitext(src)[1].lower(), os.path.splitext(dst)[1].lower())
+    if kinds == (".onnx", ".suanli"):
+        graph = onnx_to_suanli(src, dst)
+        print(f"{src} -> {dst}: {len(graph.nodes)} IR nodes")
+    elif kinds == (".suanli", ".onnx"):
+        model = suanli_to_onnx(src, dst, opset=opset)
+        print(f"{src} -> {dst}: {len(model.graph.node)} ONNX nodes, opset {opset}")
+    else:
+        raise CommandError(f"cannot convert {src} to {dst}: use model.onnx -> out.suanli or in.suanli -> out.onnx")
+
+
+# --------------------------------------------------------------------------------------------------
 # argument parsing
 # --------------------------------------------------------------------------------------------------
 
@@ -299,7 +483,23 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
     s.add_argument("--seed", type=int, default=0)
 
-    sub.add_parser("info", allow_abbrev=False, help="versions and the primitive registry")
+    i = sub.add_parser("info", allow_abbrev=False, help="versions and the primitive registry, or an ONNX model's summary")
+    i.add_argument("model", nargs="?", help="an .onnx file: inputs, outputs, op histogram, parameters, FLOPs")
+
+    r = sub.add_parser("run", allow_abbrev=False, help="run an ONNX model on .npy inputs, write the outputs as .npy")
+    r.add_argument("model")
+    r.add_argument("--input", dest="inputs", action="append", default=[], metavar="NAME=FILE.npy")
+    r.add_argument("--out", default=".", metavar="DIR", help="where to write <output>.npy (default .)")
+
+    be = sub.add_parser("bench", allow_abbrev=False, help="latency/throughput of an ONNX model, vs onnxruntime")
+    be.add_argument("model")
+    be.add_argument("--runs", type=int, default=20)
+    be.add_argument("--batch", type=int, default=1, help="size of free (symbolic) dims of the inputs")
+
+    c = sub.add_parser("convert", allow_abbrev=False, help="model.onnx <-> model.suanli (JSON graph + safetensors)")
+    c.add_argument("src")
+    c.add_argument("dst")
+    c.add_argument("--opset", type=int, default=17, help="opset when writing ONNX (default 17)")
     return parser
 
 
@@ -327,7 +527,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parser.error("--steps must be at least 5")
             showcase(args.steps, args.seed)
         elif args.command == "info":
-            info()
+            onnx_info(args.model) if args.model else info()
+        elif args.command == "run":
+            if not args.inputs:
+                parser.error("run: give the inputs with --input NAME=FILE.npy")
+            run_onnx(args.model, args.inputs, args.out)
+        elif args.command == "bench":
+            if args.runs < 1 or args.batch < 1:
+                parser.error("--runs and --batch must be at least 1")
+            bench_onnx(args.model, args.runs, args.batch)
+        elif args.command == "convert":
+            convert(args.src, args.dst, args.opset)
     except CommandError as exc:
         print(f"suanli {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -8,8 +8,10 @@ differentiable and traceable like any suanli code. See ``docs/onnx.md``.
 True
 """
 from .errors import OnnxError, OnnxInputError, OnnxOutputError, UnsupportedOpError
+from .export import ExportError, export, exportable_primitives
 from .load import OnnxModel, load
 from .table import supported_ops
+from .to_graph import to_graph
 
 __all__ = ["load", "OnnxModel", "supported_ops", "OnnxError", "OnnxInputError", "OnnxOutputError",
-           "UnsupportedOpError"]
+           "UnsupportedOpError", "export", "ExportError", "exportable_primitives", "to_graph"]
