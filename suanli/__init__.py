@@ -38,3 +38,12 @@ int = int32  # noqa: A001
 bool = bool_  # noqa: A001
 
 __version__ = "0.1.0"
+
+_LAZY = ("onnx", "inference")   # imported on first use: they pull in the onnx package
+
+
+def __getattr__(name: str):  # noqa: ANN202 - module-level lazy attributes (PEP 562)
+    if name in _LAZY:
+        import importlib
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'suanli' has no attribute {name!r}")
