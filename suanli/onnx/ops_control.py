@@ -203,3 +203,45 @@ def optional_get_element(ctx, x):
     if x is None:
         raise onnx_error(ctx.where, "the optional is empty", hint="guard with OptionalHasElement")
     return x
+
+
+@onnx_op("Scan", since=8)
+def scan_8(ctx, seq_lens, *inputs):
+    """Scan at opset 8: every state and scan input has a leading batch axis, scanned along axis 1.
+
+    Each batch entry runs the body on its own (up to its ``sequence_lens``); scan outputs past an
+    entry's length are zero.
+    """
+    body = ctx.get("body")
+    m = ctx.get("num_scan_inputs")
+    n = len(inputs) - m
+    dirs = ctx.get("directions") or [0] * m
+    k = len(body.output) - n
+    states, xs = list(inputs[:n]), list(inputs[n:])
+    batch = (states or xs)[0].shape[0]
+    seq = xs[0].shape[1] if xs else 0
+    lens = [seq] * batch if seq_lens is None else ints(seq_lens)
+    finals: list[list[Tensor]] = [[] for _ in range(n)]
+    outs: list[list[Tensor]] = [[] for _ in range(k)]
+    for b in range(batch):
+        state = [s[b] for s in states]
+        steps: list[list[Tensor]] = [[] for _ in range(k)]
+        L = lens[b]
+        for t in range(L):
+            res = _run(ctx, body, state + [x[b, L - 1 - t if d else t] for x, d in zip(xs, dirs)])
+            state = list(res[:n])
+            for j in range(k):
+                steps[j].append(res[n + j])
+        for j in range(n):
+            finals[j].append(state[j])
+        for j in range(k):
+            y = _stack(steps[j]) if steps[j] else None
+            if L < seq:        # zero-fill the steps past this entry's length
+                like = steps[j][0] if steps[j] else None
+                if like is None:
+                    raise onnx_error(ctx.where, "a batch entry with sequence length 0 gives no output shape",
+                                     actual=f"sequence_lens {lens}")
+                pad = const(np.zeros((seq - L,) + tuple(like.shape), like.dtype))
+                y = P("cat", y, pad, axis=0)
+            outs[j].append(y)
+    return tuple([_stack(f) for f in finals] + [_stack(o) for o in outs])

@@ -13,6 +13,7 @@ import numpy as np
 from .. import ops as S
 from ..tensor import Tensor
 from ._util import P, cast, const, ints, is_float, norm_axes, np_dtype, reshape, scalar
+from .errors import onnx_error
 from .table import onnx_op
 
 
@@ -510,3 +511,29 @@ def random_(ctx, like=None):
 def bernoulli(ctx, p):
     draw = _rng(ctx).uniform(0.0, 1.0, p.shape)
     return const((draw < p._data).astype(_rand_dtype(ctx, p)))
+
+
+# ------------------------------------------------------------------------------ late additions
+@onnx_op("Swish", since=24)
+def swish(ctx, x):
+    """``x * sigmoid(alpha * x)``."""
+    return P("mul", x, P("sigmoid", P("mul", x, scalar(x, ctx.get("alpha", 1.0)))))
+
+
+@onnx_op("BitCast", since=26)
+def bit_cast(ctx, x):
+    """Reinterpret the bits as another type of the same width (a view; no gradient)."""
+    to = np_dtype(ctx.get("to"))
+    if x.dtype.kind in "USO" or to.kind in "USO" or x.dtype.itemsize != to.itemsize:
+        raise onnx_error(ctx.where, "BitCast needs non-string types of equal bit width",
+                         actual=f"{x.dtype} ({x.dtype.itemsize * 8} bits) -> {to} ({to.itemsize * 8} bits)")
+    return const(np.array(x._data, copy=True).view(to))      # a copy is C-contiguous and keeps a 0-d shape
+
+
+@onnx_op("SwiGLU", since=28)
+def swiglu(ctx, a, b):
+    """``swish(a, alpha) * b`` (same shapes: no broadcasting)."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        raise onnx_error(ctx.where, "A and B must have the same shape and dtype (no broadcasting)",
+                         actual=f"A {a.shape} {a.dtype}, B {b.shape} {b.dtype}")
+    return P("mul", swish(ctx, a), b)

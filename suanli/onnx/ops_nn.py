@@ -103,10 +103,15 @@ def conv_transpose(ctx, x, w, b=None):
     groups = ctx.get("group", 1)
     in_size = x.shape[2:]
     full = [s * (n - 1) + op + (kk - 1) * d + 1 for n, s, op, kk, d in zip(in_size, strides, out_pad, kernel, dilations)]
-    if ctx.get("output_shape"):
+    auto_pad = ctx.get("auto_pad", "NOTSET")
+    if ctx.get("output_shape") and auto_pad not in ("SAME_UPPER", "SAME_LOWER") and not ctx.get("pads"):
+        # the output is the first `output_shape` cells of the full result: crop or zero-fill at the end
+        target = list(ctx.get("output_shape"))[-k:]
+        pads = [0] * k + [f - t for f, t in zip(full, target)]
+    elif ctx.get("output_shape"):
         target = list(ctx.get("output_shape"))[-k:]
         total = [f - t for f, t in zip(full, target)]
-        upper = ctx.get("auto_pad", "NOTSET") != "SAME_LOWER"
+        upper = auto_pad == "SAME_UPPER"
         pads = [t // 2 if upper else t - t // 2 for t in total] + [t - t // 2 if upper else t // 2 for t in total]
     elif ctx.get("auto_pad", "NOTSET") in ("SAME_UPPER", "SAME_LOWER"):
         total = [f - n * s for f, n, s in zip(full, in_size, strides)]
@@ -125,9 +130,11 @@ def conv_transpose_nd(x, w, strides, dilations, pads, out_pad, groups) -> Tensor
                               [1] + list(strides), [1] + list(dilations), [0, pads[0], 0, pads[1]], [0] + list(out_pad),
                               groups)
         return reshape(y, y.shape[:2] + y.shape[3:])
+    if k == 3:
+        return _conv_transpose_3d(x, w, strides, dilations, pads, out_pad, groups)
     if k != 2:
         raise onnx_error("ConvTranspose", f"{k}-d transposed convolution is not supported",
-                         expect="1 or 2 spatial dims", actual=f"weight {tuple(w.shape)}")
+                         expect="1, 2 or 3 spatial dims", actual=f"weight {tuple(w.shape)}")
     # the input gradient of conv2d with weight (C_in, C_out/g, kh, kw) seen as conv2d's (O, C/g, ...)
     full = [s * (n - 1) + op + (kk - 1) * d + 1 for n, s, op, kk, d in zip(x.shape[2:], strides, out_pad, w.shape[2:], dilations)]
     size = tuple(f - pads[i] - pads[i + k] for i, f in enumerate(full))
@@ -141,6 +148,34 @@ def conv_transpose_nd(x, w, strides, dilations, pads, out_pad, groups) -> Tensor
         x = P("pad", x, pads=((0, 0), (0, 0)) + tuple((0, e) for e in extra), value=0)
     return apply(CONV2D_INPUT_GRAD, x, w, input_size=size, stride=tuple(strides),
                  padding=((pads[0], pads[2]), (pads[1], pads[3])), dilation=tuple(dilations), groups=int(groups))
+
+
+def _conv_transpose_3d(x, w, strides, dilations, pads, out_pad, groups) -> Tensor:
+    """3-d transposed convolution: per kernel depth ``j``, a 2-d one over (H, W) with the input depth
+    folded into the batch, placed at output depths ``d * stride + j * dilation``; then crop ``pads``."""
+    N, C, D = x.shape[:3]
+    sd, dd, kd = strides[0], dilations[0], w.shape[2]
+    full_d = sd * (D - 1) + out_pad[0] + (kd - 1) * dd + 1
+    xs = reshape(permute(x, (0, 2, 1, 3, 4)), (N * D, C) + x.shape[3:])
+    out = None
+    for j in range(kd):
+        wj = reshape(P("slice", w, key=((0, w.shape[0], 1), (0, w.shape[1], 1), (j, j + 1, 1))), w.shape[:2] + w.shape[3:])
+        y = conv_transpose_nd(xs, wj, strides[1:], dilations[1:], [pads[1], pads[2], pads[4], pads[5]],
+                              out_pad[1:], groups)
+        y = reshape(y, (N, D, 1) + y.shape[1:])                          # (N, D, 1, Co, Ho, Wo)
+        if sd > 1:   # interleave stride-1 zero planes: depth d lands on d * stride
+            y = P("pad", y, pads=((0, 0), (0, 0), (0, sd - 1)) + ((0, 0),) * 3, value=0)
+        y = reshape(y, (N, D * sd) + y.shape[3:])
+        y = P("slice", y, key=((0, N, 1), (0, (D - 1) * sd + 1, 1)) + tuple((0, n, 1) for n in y.shape[2:]))
+        before = j * dd
+        y = P("pad", y, pads=((0, 0), (before, full_d - before - y.shape[1])) + ((0, 0),) * 3, value=0)
+        out = y if out is None else P("add", out, y)
+    lo, hi = pads[0], pads[3]
+    if lo < 0 or hi < 0:     # negative pads grow the output
+        out = P("pad", out, pads=((0, 0), (max(-lo, 0), max(-hi, 0))) + ((0, 0),) * 3, value=0)
+        lo, hi = max(lo, 0), max(hi, 0)
+    out = P("slice", out, key=((0, N, 1), (lo, out.shape[1] - hi, 1)) + tuple((0, n, 1) for n in out.shape[2:]))
+    return permute(out, (0, 2, 1, 3, 4))
 
 
 # ------------------------------------------------------------------------------ pooling
@@ -223,17 +258,16 @@ def average_pool(ctx, x):
     total = windows[0]
     for w in windows[1:]:
         total = P("add", total, w)
-    # the divisor: window cells inside the input (+ the explicit pads with count_include_pad)
-    ones = np.ones((1, 1) + tuple(x.shape[2:]), x.dtype)
+    # the divisor: window cells inside the input (+ the explicit pads with count_include_pad); cells
+    # in the extra end padding that ceil_mode adds never count. Separable: one count vector per axis.
+    include = bool(ctx.get("count_include_pad", 0))
     k = len(kernel)
-    if ctx.get("count_include_pad", 0):
-        ones = np.pad(ones, ((0, 0), (0, 0)) + tuple((pads[i], pads[i + k]) for i in range(k)), constant_values=1)
-        widths = ((0, 0), (0, 0)) + tuple((0, widths[2 + i][1] - pads[i + k]) for i in range(k))
-    counts, _, _ = _pool_windows(const(ones), kernel, strides, dilations, [0] * (2 * k) if
-                                 ctx.get("count_include_pad", 0) else pads, ceil, 0.0)
-    count = counts[0]._data
-    for c in counts[1:]:
-        count = count + c._data
+    count = np.ones((), x.dtype)
+    for i in range(k):
+        pos = (np.arange(out[i]) * strides[i] - pads[i])[:, None] + np.arange(kernel[i]) * dilations[i]
+        lo, hi = (-pads[i], x.shape[2 + i] + pads[i + k]) if include else (0, x.shape[2 + i])
+        per_axis = ((pos >= lo) & (pos < hi)).sum(axis=1).astype(x.dtype)
+        count = np.multiply.outer(count, per_axis)
     return P("div", total, const(count))
 
 
@@ -579,3 +613,25 @@ def softmax_cross_entropy_loss(ctx, scores, labels, weights=None):
     logp = P("log_softmax", scores, dim=1)
     loss = nll_loss(ctx, logp, labels, weights)
     return (loss, logp) if ctx.n_outputs > 1 else loss
+
+
+# ------------------------------------------------------------------------------ MaxUnpool
+@onnx_op("MaxUnpool", since=9)
+def max_unpool(ctx, x, indices, output_shape=None):
+    """Scatter X to the flat positions MaxPool reported; zero elsewhere; end-pad to ``output_shape``."""
+    kernel = ctx.get("kernel_shape")
+    k = len(kernel)
+    strides = ctx.get("strides") or [1] * k
+    pads = ctx.get("pads") or [0] * (2 * k)
+    natural = x.shape[:2] + tuple((x.shape[2 + i] - 1) * strides[i] - pads[i] - pads[i + k] + kernel[i] for i in range(k))
+    size = int(np.prod(natural))
+    idx = np.asarray(indices._data).astype(np.int64).reshape(-1)
+    if indices.shape != x.shape or (idx.size and (idx.min() < 0 or idx.max() >= size)):
+        raise onnx_error(ctx.where, "indices must have X's shape and index into the unpooled tensor",
+                         expect=f"shape {x.shape}, values in [0, {size})", actual=f"shape {indices.shape}")
+    y = P("scatter", const(np.zeros(size, x.dtype)), const(idx), reshape(x, (-1,)), dim=0)
+    y = reshape(y, natural)
+    target = ints(output_shape)
+    if target and tuple(target) != natural:
+        y = P("pad", y, pads=tuple((0, t - n) for t, n in zip(target, natural)), value=0)
+    return y

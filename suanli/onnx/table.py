@@ -58,7 +58,8 @@ def supported_ops(domain: str = "") -> list[str]:
 
 def _load_ops() -> None:
     # the op modules register themselves on import; imported lazily to keep `import suanli` light
-    from . import ops_control, ops_math, ops_nn, ops_quant, ops_shape  # noqa: F401
+    from . import (ops_attention, ops_control, ops_llm, ops_math, ops_nn, ops_quant,  # noqa: F401
+                   ops_rnn, ops_shape, ops_signal, ops_string, ops_vision)
 
 
 class NodeContext:
