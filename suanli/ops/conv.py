@@ -19,6 +19,10 @@ speed instead of in ``Wo``-long pieces, and the ``Wq - Wo`` garbage columns are 
 The input gradient is one GEMM followed by ``kh * kw`` strided slice-adds (col2im), never ``np.add.at``.
 Temporaries live in a reusable per-thread workspace: on a VM a fresh multi-megabyte array costs more
 in page faults than the copy that fills it (see :class:`_Workspace`).
+Where the per-layer policy ``suanli.inference.conv_kernels.choose_conv_kernel`` picks a native kernel
+(Winograd F(4x4, 3x3) for wide 3x3 stride-1 layers, direct depthwise), each of the three primitives
+runs it instead (:func:`_native`); the GEMM path stays the fallback (no C compiler, ``SUANLI_NATIVE=0``)
+and the reference the kernels are tested against.
 
 Pooling: ``max_pool2d`` is a primitive (values); its VJP scatters the cotangent to torch's argmax
 positions with the linear pair ``max_pool2d_scatter`` / ``max_pool2d_gather``. ``avg_pool2d`` is a
@@ -43,7 +47,8 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .. import dtypes as _dt
-from .._config import state
+from .. import native
+from .._config import debug_note, state
 from ..errors import DTypeError, op_error
 from ..tensor import Tensor, _wrap
 from ._helpers import add_tangents
@@ -326,6 +331,39 @@ def _strided_input(x: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     return np.ascontiguousarray(x).reshape(geo.N, geo.C, geo.Ho * geo.Wo)
 
 
+# ============================================================================ native kernels
+_ck = None
+
+
+def _conv_kernels():
+    """``suanli.inference.conv_kernels``, imported on first use (it sits above ``ops``)."""
+    global _ck
+    if _ck is None:
+        from ..inference import conv_kernels
+        _ck = conv_kernels
+    return _ck
+
+
+def _native(which: str, geo: ConvGeometry, a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """The pass ``which`` (``forward``: a=x, b=w; ``input_grad``: a=g, b=w; ``weight_grad``: a=x, b=g)
+    by the native kernel the per-layer policy (``inference.conv_kernels.choose_conv_kernel``) picks,
+    or ``None`` to keep the GEMM path: the policy chose im2col, the dtype has no kernel, or native
+    kernels are off / have no compiler (said under ``DEBUG``)."""
+    if a.dtype.type not in (np.float32, np.float64) or not native.enabled():
+        return None
+    ck = _conv_kernels()
+    x_shape, stride, dilation = (geo.N, geo.C, geo.H, geo.W), (geo.sh, geo.sw), (geo.dh, geo.dw)
+    pads = ((geo.pt, geo.pb), (geo.pl, geo.pr))
+    kernel = ck.choose_conv_kernel(x_shape, geo.w_shape, stride, pads, dilation, geo.groups, which=which)
+    if kernel == "im2col":
+        return None
+    out = ck.run_pass(kernel, which, a, b, x_shape=x_shape, kernel_size=(geo.kh, geo.kw), stride=stride,
+                      padding=pads, dilation=dilation)
+    if out is None:
+        debug_note(1, f"conv2d {which}: the {kernel} kernel is unavailable, using im2col + GEMM")
+    return out
+
+
 def _conv2d_impl(x, w, *, stride, padding, dilation, groups):
     geo = conv_geometry("conv2d", x.shape, w.shape, stride, padding, dilation, groups)
     out = np.empty(geo.out_shape, x.dtype)
@@ -336,6 +374,9 @@ def _conv2d_impl(x, w, *, stride, padding, dilation, groups):
         return (x.reshape(geo.N, -1) @ w.reshape(geo.O, -1).T).reshape(geo.out_shape)
     if case == "1x1":
         return np.matmul(w.reshape(geo.O, geo.C), _strided_input(x, geo)).reshape(geo.out_shape)
+    fast = _native("forward", geo, x, w)
+    if fast is not None:
+        return fast
     flat = _padded("input", x, geo)
     wm = np.ascontiguousarray(w).reshape(groups, geo.O // groups, -1)          # (G, O/G, Kg)
     for n0, n1 in _chunks(geo, x.itemsize):
@@ -365,6 +406,9 @@ def _conv2d_input_grad_impl(g, w, *, input_size, stride, padding, dilation, grou
         out = np.zeros((N, C, H, W), g.dtype)
         out[:, :, :geo.sh * (Ho - 1) + 1:geo.sh, :geo.sw * (geo.Wo - 1) + 1:geo.sw] = gi
         return out
+    fast = _native("input_grad", geo, g, w)
+    if fast is not None:
+        return fast
     # without padding the accumulation buffer is the result: allocate it fresh, return a view
     unpadded = (geo.Hp, geo.Wp) == (H, W)
     flat = np.zeros(size + geo.slack, g.dtype) if unpadded else _ws.get("dinput", size + geo.slack, g.dtype)
@@ -405,6 +449,9 @@ def _conv2d_weight_grad_impl(x, g, *, kernel_size, stride, padding, dilation, gr
         gm = g.reshape(geo.N, geo.O, -1)                              # (N, O, L)
         return np.matmul(gm.transpose(1, 0, 2).reshape(geo.O, -1),
                          xs.transpose(0, 2, 1).reshape(-1, geo.C)).reshape(w_shape)
+    fast = _native("weight_grad", geo, x, g)
+    if fast is not None:
+        return fast
     flat = _padded("input", x, geo)
     dw = None
     for n0, n1 in _chunks(geo, x.itemsize):
