@@ -3,7 +3,6 @@ dtype conversion, registration errors, repr, and the cost of attribute reads."""
 from __future__ import annotations
 
 import copy
-import timeit
 import warnings
 
 import numpy as np
@@ -425,18 +424,10 @@ def test_attribute_reads_are_plain():
     seq = nn.Sequential(lin)
     assert seq.__dict__["0"] is lin
 
-    class Plain:                                      # a plain object whose attributes live in a dict
-        def __init__(self):
-            self.__dict__.update(weight=lin.weight, bias=lin.bias)
-
-    def best(obj):
-        return min(timeit.repeat("m.weight", globals={"m": obj}, number=20000, repeat=7))
-
-    # measured here: ~20 ns per read for both (a dict lookup), torch's __getattr__ path ~600 ns;
-    # the margins absorb machine noise
-    t_mod, t_plain, t_torch = best(lin), best(Plain()), best(tnn.Linear(4, 4))
-    assert t_mod < 1.5 * t_plain + 2e-4, (t_mod, t_plain)
-    assert 5 * t_mod < t_torch, (t_mod, t_torch)
+    # no attribute hook either: a read is the interpreter's own instance-dict lookup (a timing
+    # comparison lives in bench/, not in tests: a shared machine makes timed asserts flaky)
+    assert type(lin).__getattribute__ is object.__getattribute__
+    assert type(seq).__getattribute__ is object.__getattribute__
 
 
 def test_unknown_attribute_error_is_plain_attribute_error():

@@ -87,25 +87,42 @@ def num_threads() -> int:
     return _threads
 
 
-def _parallel(fn, total: int, *args) -> None:
-    """``fn(*args, lo, hi)`` over ``[0, total)`` split in :func:`num_threads` contiguous ranges.
-    Worker threads block on a queue between calls (no spinning that would steal OpenBLAS's cores)."""
+def _get_pool() -> ThreadPoolExecutor:
     global _pool, _pool_pid
-    parts = min(_threads, total)
-    if parts <= 1:
-        fn(*args, ctypes.c_long(0), ctypes.c_long(total))
-        return
     with _pool_lock:
         if _pool is None or _pool_pid != os.getpid():
             _pool = ThreadPoolExecutor(_threads, thread_name_prefix="suanli-conv")
             _pool_pid = os.getpid()
-        pool = _pool
+        return _pool
+
+
+def _parallel(fn, total: int, *args, split: bool = True) -> None:
+    """``fn(*args, lo, hi)`` over ``[0, total)``, split in :func:`num_threads` contiguous ranges
+    unless ``split`` is false. Worker threads block on a queue between calls (no spinning that would
+    steal OpenBLAS's cores)."""
+    parts = min(_threads, total) if split else 1
+    if parts <= 1:
+        fn(*args, ctypes.c_long(0), ctypes.c_long(total))
+        return
+    pool = _get_pool()
     bounds = [total * i // parts for i in range(parts + 1)]
     futures = [pool.submit(fn, *args, ctypes.c_long(lo), ctypes.c_long(hi))
                for lo, hi in zip(bounds[1:-1], bounds[2:])]
     fn(*args, ctypes.c_long(bounds[0]), ctypes.c_long(bounds[1]))   # this thread takes the first part
     for f in futures:
         f.result()
+
+
+def _over_chunks(work, chunks: list[tuple[int, int]]) -> list:
+    """``work(share, split)`` on shares of the batch chunks; returns each call's result. With at
+    least as many chunks as threads, each thread takes whole chunks (``split=False``: one
+    synchronisation per layer; splitting every C call of every chunk cost ~3 thread hand-offs per
+    chunk, ~1 ms of a 7 ms layer); otherwise one call gets all chunks and splits its C calls."""
+    if _threads <= 1 or len(chunks) < _threads:
+        return [work(chunks, True)]
+    shares = [chunks[i::_threads] for i in range(_threads)]
+    futures = [_get_pool().submit(work, share, False) for share in shares[1:]]
+    return [work(shares[0], False)] + [f.result() for f in futures]
 
 
 # ================================================================================ native access
@@ -227,15 +244,19 @@ def _winograd_forward(x: np.ndarray, U: np.ndarray, pads: Padding) -> np.ndarray
     if y.size == 0:
         return y
     x = np.ascontiguousarray(x)
-    for n0, n1 in _batch_chunks(N, 36 * max(C, O) * th * tw * x.itemsize, th * tw):
-        nb, T = n1 - n0, (n1 - n0) * th * tw
-        xs, ys = x[n0:n1], y[n0:n1]
-        V, es_v = _planes(C, T, x.dtype, "V")
-        _parallel(fin, C, _ptr(xs), _ptr(V), *_longs(es_v, T, 1, nb, C, H, W, pt, pl, th, tw))
-        M, es_m = _planes(O, T, x.dtype, "M")
-        _parallel(fgemm, 36, _ptr(U), *_longs(es_u), _ptr(V), *_longs(es_v), _ptr(M),
-                  *_longs(es_m, O, C, T))                               # 36 GEMMs (O, C) @ (C, T)
-        _parallel(fout, O, _ptr(M), _ptr(ys), *_longs(es_m, nb, O, Ho, Wo, th, tw))
+
+    def chunks(share: list[tuple[int, int]], split: bool) -> None:     # scratch buffers are per thread
+        for n0, n1 in share:
+            nb, T = n1 - n0, (n1 - n0) * th * tw
+            V, es_v = _planes(C, T, x.dtype, "V")
+            _parallel(fin, C, _ptr(x[n0:n1]), _ptr(V), *_longs(es_v, T, 1, nb, C, H, W, pt, pl, th, tw),
+                      split=split)
+            M, es_m = _planes(O, T, x.dtype, "M")
+            _parallel(fgemm, 36, _ptr(U), *_longs(es_u), _ptr(V), *_longs(es_v), _ptr(M),
+                      *_longs(es_m, O, C, T), split=split)              # 36 GEMMs (O, C) @ (C, T)
+            _parallel(fout, O, _ptr(M), _ptr(y[n0:n1]), *_longs(es_m, nb, O, Ho, Wo, th, tw), split=split)
+
+    _over_chunks(chunks, _batch_chunks(N, 36 * max(C, O) * th * tw * x.itemsize, th * tw))
     return y
 
 
@@ -313,20 +334,30 @@ def winograd_conv2d_weight_grad(x: np.ndarray, g: np.ndarray, padding: Padding) 
     O = g.shape[1]
     th, tw = _tiles(Ho, Wo)
     x, g = np.ascontiguousarray(x), np.ascontiguousarray(g)
-    dU = np.empty((36, O, C), x.dtype)
-    for n0, n1 in _batch_chunks(N, 36 * max(C, O) * th * tw * x.itemsize, th * tw):
-        nb, T = n1 - n0, (n1 - n0) * th * tw
-        Vt, es_v = _planes(T, C, x.dtype, "V")                          # V^T: (36, T, C) planes
-        _parallel(fin, C, _ptr(x[n0:n1]), _ptr(Vt), *_longs(es_v, 1, C, nb, C, H, W, pt, pl, th, tw))
-        Mg, es_m = _planes(O, T, x.dtype, "M")
-        _parallel(fgt, O, _ptr(g[n0:n1]), _ptr(Mg), *_longs(es_m, nb, O, Ho, Wo, th, tw))
-        # 36 GEMMs (O, T) @ (T, C) by the C kernel (OpenBLAS here would leave its spin-waiting
-        # worker competing with the next chunk's transforms for the second core)
-        part = dU if n0 == 0 else _scratch.get("part", (36, O, C), x.dtype)
-        _parallel(fgemm, 36, _ptr(Mg), *_longs(es_m), _ptr(Vt), *_longs(es_v), _ptr(part),
-                  *_longs(O * C, O, T, C))
-        if part is not dU:
-            dU += part
+
+    def chunks(share: list[tuple[int, int]], split: bool) -> np.ndarray:
+        """The sum over ``share``'s chunks of the 36 products dU (the caller adds the threads' sums)."""
+        dU = np.empty((36, O, C), x.dtype)
+        for n0, n1 in share:
+            nb, T = n1 - n0, (n1 - n0) * th * tw
+            Vt, es_v = _planes(T, C, x.dtype, "V")                      # V^T: (36, T, C) planes
+            _parallel(fin, C, _ptr(x[n0:n1]), _ptr(Vt), *_longs(es_v, 1, C, nb, C, H, W, pt, pl, th, tw),
+                      split=split)
+            Mg, es_m = _planes(O, T, x.dtype, "M")
+            _parallel(fgt, O, _ptr(g[n0:n1]), _ptr(Mg), *_longs(es_m, nb, O, Ho, Wo, th, tw), split=split)
+            # 36 GEMMs (O, T) @ (T, C) by the C kernel (OpenBLAS here would leave its spin-waiting
+            # worker competing with the next chunk's transforms for the second core)
+            part = dU if n0 == share[0][0] else _scratch.get("part", (36, O, C), x.dtype)
+            _parallel(fgemm, 36, _ptr(Mg), *_longs(es_m), _ptr(Vt), *_longs(es_v), _ptr(part),
+                      *_longs(O * C, O, T, C), split=split)
+            if part is not dU:
+                dU += part
+        return dU
+
+    sums = _over_chunks(chunks, _batch_chunks(N, 36 * max(C, O) * th * tw * x.itemsize, th * tw))
+    dU = sums[0]
+    for part in sums[1:]:
+        dU += part
     dw = np.empty((O, C, 3, 3), x.dtype)
     fwt(_ptr(dU), _ptr(dw), *_longs(O * C, O, C))
     return dw
@@ -487,11 +518,11 @@ def choose_conv_kernel(x_shape: Sequence[int], w_shape: Sequence[int], stride: S
     =========================  =====  =================  =================  =================  ==============
     layer (N, C, H, W), 3x3    tiles  forward 1t / 2t    input grad         weight grad        choice
     =========================  =====  =================  =================  =================  ==============
-    (8, 64, 56, 56) s1         1568   3.2x / 5.1x        3.2x / 2.5x        2.7x / 1.7x        winograd
-    (8, 128, 28, 28) s1        392    3.4x / 2.8x        3.4x / 3.2x        2.6x / 1.8x        winograd
-    (8, 256, 14, 14) s1        128    2.2x / 1.9x        2.2x / 2.0x        1.8x / 1.3x        winograd
-    (8, 512, 7, 7) s1          32     1.6-2.2x / 1.5x    1.8x / 1.4x        1.6x / 1.3x        winograd
-    (1, 64, 56, 56) s1         196    3.1x / 1.5x        3.0x / 1.6x        2.6x / 1.7x        winograd
+    (8, 64, 56, 56) s1         1568   3.2x / 2.5-5.5x    3.2x / 2.8-5.9x    2.7x / 2.6-3.2x    winograd
+    (8, 128, 28, 28) s1        392    3.4x / 2.4-2.6x    3.4x / 2.8x        2.6x / 2.5-2.6x    winograd
+    (8, 256, 14, 14) s1        128    2.2x / 2.1x        2.2x / 1.5-1.9x    1.8x / 1.6-2.3x    winograd
+    (8, 512, 7, 7) s1          32     1.6-2.2x/1.4-2.2x  1.8x / 1.3-1.9x    1.6x / 1.2-2.0x    winograd
+    (1, 64, 56, 56) s1         196    3.1x / 1.4-2.0x    3.0x / 1.5-2.2x    2.6x / 1.5-2.4x    winograd
     (1, 128, 28, 28) s1        49     2.7x / 1.3x        2.7x / 1.4x        2.2x / 1.35x       winograd
     (8, 32, 32, 32) s1         512    1.8x / 0.9-1.3x    2.1x / 1.2-1.6x    1.7x / 0.9-1.5x    im2col (channels)
     (1, 32, 32, 32) s1         64     1.5x / 0.9-1.1x    1.7x / 1.3-1.7x    1.5x / 1.05x       im2col (channels)

@@ -1,8 +1,8 @@
 /* Winograd F(4x4, 3x3) transforms (Lavin & Gray 2015, interpolation points 0, +-1, +-2, inf).
  *
  * A 3x3 stride-1 convolution over 4x4 output tiles is  Y = A^T [ (G w G^T) . (B^T d B) ] A  with d the
- * 6x6 input patch of the tile; the element-wise product summed over input channels is 36 GEMMs, done
- * by the caller (NumPy / OpenBLAS). These functions are the transforms and their adjoints:
+ * 6x6 input patch of the tile; the element-wise product summed over input channels is 36 GEMMs
+ * (wino_gemm, at the end of this file). These functions are the transforms and their adjoints:
  *
  *   wino_weight   w  (O, C, 3, 3)       -> U  (36, O, C)     U = G w G^T
  *   wino_weight_t dU (36, O, C)         -> dw (O, C, 3, 3)   dw = G^T dU G          (weight gradient)
@@ -207,7 +207,7 @@ TRANSFORMS(float, f32)
 TRANSFORMS(double, f64)
 
 /* The 36 products  M[e] = U[e] @ V[e]  ((O, C) @ (C, T)), e in [e0, e1), with the same plane stride
- * conventions as the transforms. Register-blocked: 6 output channels x 32 tiles live in 12 vector
+ * conventions as the transforms (the weight gradient calls it as Mg[e] (O, T) @ V^T[e] (T, C)). Register-blocked: 6 output channels x 32 tiles live in 12 vector
  * accumulators while the channel loop streams one row of V (two vectors) and six broadcasts of U.
  * Written with GCC vector extensions, so -march=native gives AVX-512 here (NumPy's OpenBLAS is pinned
  * to AVX2 kernels on these machines) and the code still compiles for any target. Doing the GEMMs in
@@ -226,7 +226,7 @@ static inline void st_##SFX(T *p, V v) { memcpy(p, &v, sizeof v); }             
 /* rows x NB block of C = A (rows x K, lda) @ B (K x NB, ldb); rows <= 6 */                             \
 static inline void block_##SFX(const T *A, long lda, const T *B, long ldb, T *Cm, long ldc, long K,    \
                                int rows) {                                                              \
-    V acc[6][2] = {{0}};                                                                                \
+    V acc[6][2] = {{{0}}};                                                                                \
     if (rows == 6) {                                                                                    \
         for (long k = 0; k < K; k++) {                                                                  \
             V b0 = ld_##SFX(B + k * ldb), b1 = ld_##SFX(B + k * ldb + VL_##SFX);                        \
