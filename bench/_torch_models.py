@@ -1,7 +1,9 @@
 """The torch twins of suanli's models for the side-by-side benchmarks (same layers, same state-dict names).
 
 LeNet-5 as in ``suanli/models/lenet.py``; GPT as nanoGPT's ``model.py`` (which ``suanli/models/gpt.py``
-follows). ``load_from_suanli`` copies a suanli model's weights in, so both sides start identical.
+follows), with an optional key/value cache for generation (``KVCache``: preallocated, written in place,
+as ``suanli.models.gpt.KVCache``; ``ConcatCache``: past keys/values in, presents out, the form of an ONNX
+decode graph). ``load_from_suanli`` copies a suanli model's weights in, so both sides start identical.
 """
 from __future__ import annotations
 
@@ -55,13 +57,16 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
         self.n_head, self.n_embd = n_head, n_embd
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache=None, layer: int = 0) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)     # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)       # (B, nh, T, hs)
+        causal = cache is None or cache.empty      # a cached forward is a prefill from position 0 ...
+        if cache is not None:                      # ... or one new token, which sees every cached one
+            k, v = cache.update(layer, k, v)                                # (B, nh, start + T, hs)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=causal)      # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)                   # (B, T, C)
         return self.c_proj(y)
 
@@ -84,8 +89,8 @@ class Block(nn.Module):
         self.ln_2 = LayerNorm(n_embd, bias)
         self.mlp = MLP(n_embd, bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x: torch.Tensor, cache=None, layer: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, layer)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -115,17 +120,86 @@ class GPT(nn.Module):
             if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache=None,
+                pos: torch.Tensor | None = None):
+        """``cache``: a ``KVCache`` (positions continue at ``cache.length``, which advances) or a
+        ``ConcatCache`` with ``pos`` (the positions of ``idx``, as a tensor, so an ONNX export keeps it
+        an input)."""
         B, T = idx.shape
-        pos = torch.arange(T, dtype=torch.long)
+        if pos is None:
+            start = getattr(cache, "length", 0)
+            pos = torch.arange(start, start + T, dtype=torch.long)
         x = self.transformer.wte(idx) + self.transformer.wpe(pos)          # (B, T, C)
-        for block in self.transformer.h:
-            x = block(x)
+        for layer, block in enumerate(self.transformer.h):
+            x = block(x, cache, layer)
         x = self.transformer.ln_f(x)
+        if isinstance(cache, KVCache):
+            cache.length += T
         if targets is None:
             return self.lm_head(x[:, [-1], :]), None
         logits = self.lm_head(x)                                            # (B, T, V)
         return logits, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+
+
+class KVCache:
+    """Preallocated keys and values (B, nh, block_size, hs) per layer, written in place at ``length``."""
+
+    def __init__(self, model: GPT, batch_size: int, dtype: torch.dtype = torch.float32) -> None:
+        attn = model.transformer.h[0].attn
+        shape = (batch_size, attn.n_head, model.block_size, attn.n_embd // attn.n_head)
+        self.k = [torch.zeros(shape, dtype=dtype) for _ in model.transformer.h]
+        self.v = [torch.zeros(shape, dtype=dtype) for _ in model.transformer.h]
+        self.length = 0
+
+    @property
+    def empty(self) -> bool:
+        return self.length == 0
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        end = self.length + k.shape[2]
+        self.k[layer][:, :, self.length:end] = k
+        self.v[layer][:, :, self.length:end] = v
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+
+
+class ConcatCache:
+    """``past`` keys/values per layer (or none) in, ``present`` = past + new positions out (``torch.cat``)."""
+
+    def __init__(self, past: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:
+        self.past, self.present = past, []
+        self.empty = past is None
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.past is not None:
+            k, v = torch.cat([self.past[layer][0], k], 2), torch.cat([self.past[layer][1], v], 2)
+        self.present.append((k, v))
+        return k, v
+
+
+class GPTPrefill(nn.Module):
+    """idx (B, T) -> (last logits, keys and values of every layer): the prompt pass, for ONNX export."""
+
+    def __init__(self, gpt: GPT) -> None:
+        super().__init__()
+        self.gpt = gpt
+
+    def forward(self, idx: torch.Tensor):
+        cache = ConcatCache()
+        logits, _ = self.gpt(idx, cache=cache)
+        return (logits, *[t for kv in cache.present for t in kv])
+
+
+class GPTDecodeStep(nn.Module):
+    """(idx (B, 1), pos (1,), past k0, v0, k1, v1, ...) -> (logits, present k0, v0, ...): one decode step."""
+
+    def __init__(self, gpt: GPT) -> None:
+        super().__init__()
+        self.gpt = gpt
+
+    def forward(self, idx: torch.Tensor, pos: torch.Tensor, *past: torch.Tensor):
+        cache = ConcatCache([(past[i], past[i + 1]) for i in range(0, len(past), 2)])
+        logits, _ = self.gpt(idx, cache=cache, pos=pos)
+        return (logits, *[t for kv in cache.present for t in kv])
 
 
 def load_from_suanli(torch_model: nn.Module, suanli_model) -> None:

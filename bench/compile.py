@@ -4,6 +4,7 @@ threads (medians of whole training steps), plus compile times and the GPT step's
     python bench/compile.py                    # everything (torch.compile takes ~20-40 s per model)
     python bench/compile.py --case gpt --threads 2
     python bench/compile.py --no-torch-compile # skip torch.compile (fast)
+    python bench/compile.py --case gpt --threads 2 --no-torch-compile --profile   # + per-node plan profile
 
 A step is: zero the gradients, forward, cross-entropy, backward, optimizer step. suanli compiles the
 forward+loss+backward function (`suanli.compile(step)`) and keeps the optimizer eager; torch.compile
@@ -26,7 +27,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _child(case: str, threads: int, torch_compile: bool) -> dict:
+def _child(case: str, threads: int, torch_compile: bool, profile: bool = False) -> dict:
     import numpy as np
     import torch
 
@@ -120,6 +121,10 @@ def _child(case: str, threads: int, torch_compile: bool) -> dict:
         res["torch_compiled_s"] = median_time(t_compiled, repeat=repeat, min_time=0.2)
     if case == "gpt" and threads == 1:
         res.update(_memory(model, sx, sy, fwd_bwd))
+    if profile:
+        opt.zero_grad()
+        res["profile"] = compiled.profile(sx, sy, runs=15)
+        opt.zero_grad()
     return res
 
 
@@ -154,12 +159,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, action="append", help="thread counts (default 1 and 2)")
     ap.add_argument("--case", choices=sorted(CASES), action="append")
     ap.add_argument("--no-torch-compile", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="print the compiled plan's per-node profile")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     cases, threads = args.case or list(CASES), args.threads or [1, 2]
     if args.child:
         for case in cases:
-            print(json.dumps(_child(case, threads[0], not args.no_torch_compile)), flush=True)
+            print(json.dumps(_child(case, threads[0], not args.no_torch_compile, args.profile)), flush=True)
         return
     sys.path.insert(0, HERE)
     from _harness import machine, print_table
@@ -170,6 +176,8 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--child", "--threads", str(n)] + [a for c in cases for a in ("--case", c)]
         if args.no_torch_compile:
             cmd.append("--no-torch-compile")
+        if args.profile:
+            cmd.append("--profile")
         r = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if r.returncode != 0:
             sys.stderr.write(r.stderr)
@@ -191,6 +199,9 @@ def main() -> None:
              f"{r['torch_compile_s']:.1f} s" if "torch_compile_s" in r else "-"] for r in results]
     print_table("compile time (first call, incl. one step)", ["case", "threads", "suanli first", "suanli cached",
                                                               "torch.compile first"], rows)
+    for r in results:
+        if "profile" in r:
+            print(f"\n## {CASES[r['case']]}, {r['threads']} thread(s): compiled plan profile\n\n```\n{r['profile']}\n```")
     for r in results:
         if "eager_peak_bytes" in r:
             mib = 1 / (1 << 20)

@@ -1,7 +1,7 @@
 """Convolution kernels side by side in one run: suanli's im2col + GEMM path, each native kernel that
-applies (Winograd F(4x4,3x3), direct depthwise), the per-layer policy (what ``F.conv2d`` runs), torch,
-and onnxruntime (a single-Conv ONNX model, ORT_ENABLE_ALL), at 1 and 2 threads. Medians; the ratio
-columns are speeds relative to the policy's time (> 1: the policy is faster).
+applies (Winograd F(4x4,3x3), direct depthwise, direct small-channel), the per-layer policy (what
+``F.conv2d`` runs), torch, and onnxruntime (a single-Conv ONNX model, ORT_ENABLE_ALL), at 1 and 2
+threads. Medians; the ratio columns are speeds relative to the policy's time (> 1: the policy is faster).
 
     python bench/conv_kernels.py                 # both thread counts (one child process each)
     python bench/conv_kernels.py --threads 1     # one thread count
@@ -33,7 +33,9 @@ def _layers() -> list[tuple[str, tuple, tuple, int, int, int]]:
     ]
     rows = [(f"ResNet-18 {n} b{b}", (b, *x), w, s, p, 1) for b in (1, 8) for n, x, w, s, p in resnet]
     rows += [("LeNet c1 b64", (64, 1, 32, 32), (6, 1, 5, 5), 1, 0, 1),
-             ("LeNet c3 b64", (64, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1)]
+             ("LeNet c3 b64", (64, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1),
+             ("CIFAR 3->16 3x3 b8", (8, 3, 32, 32), (16, 3, 3, 3), 1, 1, 1),
+             ("CIFAR 32 3x3 b8", (8, 32, 32, 32), (32, 32, 3, 3), 1, 1, 1)]
     rows += [("depthwise 3x3 b8", (8, 32, 112, 112), (32, 1, 3, 3), 1, 1, 32),
              ("depthwise 3x3/2 b8", (8, 96, 112, 112), (96, 1, 3, 3), 2, 1, 96),
              ("depthwise 5x5 b8", (8, 240, 28, 28), (240, 1, 5, 5), 1, 2, 240),
@@ -88,11 +90,13 @@ def run(threads: int, train: bool) -> None:
             t_policy = median_time(lambda: F.conv2d(sx, sw, **kw), repeat=5)
             with native.disabled():
                 t_im2col = median_time(lambda: F.conv2d(sx, sw, **kw), repeat=5)
-        t_wino = t_dw = None
+        t_wino = t_dw = t_direct = None
         if ck.winograd_applies(xs, ws, (stride, stride), pads, (1, 1), groups):
             t_wino = median_time(lambda: ck.winograd_conv2d(x, w, pads), repeat=5)
         if groups > 1 and ck.depthwise_applies(xs, ws, groups):
             t_dw = median_time(lambda: ck.depthwise_conv2d(x, w, (stride, stride), pads, (1, 1)), repeat=5)
+        if ck.direct_applies(xs, ws, groups) and (stride == 1 or policy == "direct"):
+            t_direct = median_time(lambda: ck.direct_conv2d(x, w, (stride, stride), pads, (1, 1)), repeat=5)
         with torch.no_grad():
             t_torch = median_time(lambda: torch.nn.functional.conv2d(tx, tw, **kw), repeat=5)
         sess = _ort_session(w, stride, pad, groups, xs, threads)
@@ -102,14 +106,14 @@ def run(threads: int, train: bool) -> None:
             return "-" if t is None else f"{t * 1e3:.2f}"
 
         rows.append([name, f"{xs}x{ws[0]}x{ws[2]}x{ws[3]}", policy, ms(t_im2col), ms(t_wino), ms(t_dw),
-                     ms(t_policy), ms(t_torch), ms(t_ort), f"{t_im2col / t_policy:.2f}x",
+                     ms(t_direct), ms(t_policy), ms(t_torch), ms(t_ort), f"{t_im2col / t_policy:.2f}x",
                      f"{t_torch / t_policy:.2f}x", f"{t_ort / t_policy:.2f}x"])
         print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
         if train and policy != "im2col":
             train_rows.append(_train_row(name, x, w, kw, policy, median_time))
     print_table(f"conv2d forward, float32, {threads} thread(s), ms (median)",
-                ["layer", "input x weight", "policy", "im2col", "winograd", "depthwise", "policy ms", "torch",
-                 "onnxruntime", "vs im2col", "vs torch", "vs ORT"], rows)
+                ["layer", "input x weight", "policy", "im2col", "winograd", "depthwise", "direct", "policy ms",
+                 "torch", "onnxruntime", "vs im2col", "vs torch", "vs ORT"], rows)
     if train_rows:
         print_table(f"conv2d forward + backward (input and weight gradients), float32, {threads} thread(s)",
                     ["layer", "kernel", "im2col", "policy", "torch", "vs im2col", "vs torch"], train_rows)

@@ -39,6 +39,8 @@ KINDS = (LOWER, FLOAT32, PROMOTE)
 _LOWER_OPS = (
     "matmul", "einsum",                                        # linear layers, attention, bmm
     "conv2d", "conv2d_input_grad", "conv2d_weight_grad",       # conv1d/2d, conv_transpose and adjoints
+    "conv2d_nchwc",                                            # blocked inference conv (ops/layout.py)
+    "linear", "attention",                                     # ops/fused_layers.py (inference pattern passes)
 )
 
 # ------------------------------------------------------------------ float32: range and accumulation
@@ -75,6 +77,8 @@ _PROMOTE_OPS = (
     "adaptive_max_pool2d_indices",
     # suanli/ops/onnx_prims.py (ONNX op table)
     "atan", "index_reduce",
+    # suanli/ops/layout.py (blocked NCHWc layout: reorders, max pooling)
+    "to_nchwc", "from_nchwc", "max_pool2d_nchwc",
 )
 
 
@@ -112,8 +116,8 @@ def unclassified(names: list[str] | None = None) -> list[str]:
 def table() -> str:
     """The policy as text, one line per kind.
 
-    >>> print(table().splitlines()[0][:35])
-    lower   : conv2d, conv2d_input_grad
+    >>> print(table().splitlines()[0][:19])
+    lower   : attention
     """
     lines = []
     for kind in KINDS:

@@ -2,16 +2,16 @@
 
 Loop shape. The domain's dimensions are coalesced (neighbours merge when every input's strides allow
 it, size-1 dims drop), leaving leading dims and one contiguous last dim ``L`` in which every input's
-stride is 0 (broadcast) or 1. The parallel loop runs over *tasks*: a task is a block of at most
-``BLOCK`` elements of one row, or several whole rows when rows are short, so a contiguous 1-D
-domain still splits across threads. Per row the leading indices are unravelled once (index math
+stride is 0 (broadcast) or 1. The loop runs over *tasks*, which the thread pool of :mod:`.kernels`
+splits between threads: a task is a block of at most ``BLOCK`` elements of one row, or several whole
+rows when rows are short, so a contiguous 1-D domain still splits across threads. Per row the leading indices are unravelled once (index math
 for broadcast inputs); the inner loop is a ``#pragma omp simd`` loop over ``j`` with every value a
 local variable -- no temporaries in memory.
 
 Reductions. A last-axis reduction runs one row per iteration, in blocks of ``BLOCK`` values kept in a
 stack buffer and summed pairwise (NumPy's algorithm: 8 accumulators below 128 elements, halving
 above), the block sums added in order. An all-axes reduction writes one partial per task into a
-scratch array and combines the partials after the parallel loop, so the result does not depend on
+scratch array and combines the partials once every task is done (``symbol_finish``), so the result does not depend on
 the thread count (deterministic).
 
 Numerics. Arithmetic is written in the order of the primitive's NumPy impl and compiled without FMA
@@ -324,11 +324,14 @@ def _store(v: Value, expr: str) -> str:
 
 
 def generate(group: FusedGroup, *, symbol: str = "kernel", vector_math: bool = True) -> str:
-    """C source of ``void symbol(inputs..., outputs..., partials..., int nt)`` for ``group``.
+    """C source of ``void symbol(void **arrays, long t0, long t1)`` for ``group``: runs tasks
+    ``[t0, t1)`` of the loop (see :meth:`LoopPlan.tasks`; rows for a last-axis reduction), so that
+    the thread pool (``native/kernels/fused_pool.c``) can split the tasks between threads.
 
-    Arguments: one pointer per input (input 0 doubles as output 0 when ``group.inplace``), one per
+    ``arrays``: one pointer per input (input 0 doubles as output 0 when ``group.inplace``), one per
     output (a reduction writes rows or one scalar), one scratch array of ``tasks`` elements per
-    reduction of an all-axes group, and the thread count ``nt`` (1 runs without waking any thread).
+    reduction of an all-axes group. An all-axes reduction also gets ``void symbol_finish(void **arrays)``,
+    to be called once every task is done: it combines the partials in task order.
     """
     group.validate()
     plan = plan_loops(group)
@@ -337,24 +340,34 @@ def generate(group: FusedGroup, *, symbol: str = "kernel", vector_math: bool = T
     elementwise_outs = [(i, v) for i, v in enumerate(group.outputs) if not any(r.out.id == v.id for r in reductions)]
     red_out = {n.out.id: i for i, v in enumerate(group.outputs) for n in reductions if n.out.id == v.id}
 
-    params = []
+    decls, slot = [], 0        # the arrays arrive as one void* vector (the pool's calling convention)
     for k, v in enumerate(group.inputs):
         const = "" if (group.inplace and k == 0) else "const "
-        params.append(f"{const}{_MEMTYPE[v.dtype.name]} *restrict in{k}")
+        mt = _MEMTYPE[v.dtype.name]
+        decls.append(f"    {const}{mt} *restrict in{k} = ({const}{mt} *)a_[{slot}];")
+        slot += 1
     for i, v in enumerate(group.outputs):
         if not (group.inplace and i == 0):
-            params.append(f"{_MEMTYPE[v.dtype.name]} *restrict out{i}")
+            mt = _MEMTYPE[v.dtype.name]
+            decls.append(f"    {mt} *restrict out{i} = ({mt} *)a_[{slot}];")
+            slot += 1
     if group.reduction_axis == "all":
-        params += [f"{_CTYPE[n.out.dtype.name]} *restrict part{r}" for r, n in enumerate(reductions)]
-    params.append("int nt")
+        for r, n in enumerate(reductions):
+            ct = _CTYPE[n.out.dtype.name]
+            decls.append(f"    {ct} *restrict part{r} = ({ct} *)a_[{slot}];")
+            slot += 1
     out_ptr = {i: ("in0" if (group.inplace and i == 0) else f"out{i}") for i in range(len(group.outputs))}
 
-    src = [_preamble(dtypes, vector_math), f"void {symbol}({', '.join(params)}) {{"]
+    src = [_preamble(dtypes, vector_math), f"void {symbol}(void **a_, long t0, long t1) {{", *decls]
     if group.reduction_axis == "last":
         src += _last_axis_loop(group, plan, reductions, elementwise_outs, red_out, out_ptr)
+        src.append("}")
     else:
-        src += _flat_loop(group, plan, reductions, elementwise_outs, red_out, out_ptr)
-    src.append("}")
+        body, finish = _flat_loop(group, plan, reductions, elementwise_outs, red_out, out_ptr)
+        src += body
+        src.append("}")
+        if finish:        # combine the per-task partials once every task is done (fixed order)
+            src += [f"void {symbol}_finish(void **a_) {{", *decls, *finish, "}"]
     return "\n".join(src) + "\n"
 
 
@@ -376,12 +389,11 @@ def _row_setup(group: FusedGroup, plan: LoopPlan, indent: str, row: str) -> list
     return lines
 
 
-def _flat_loop(group, plan, reductions, elementwise_outs, red_out, out_ptr) -> list[str]:
+def _flat_loop(group, plan, reductions, elementwise_outs, red_out, out_ptr) -> tuple[list[str], list[str]]:
     ntasks, rpt, nb = plan.tasks()
     L = plan.L
     ind = "    "
-    lines = [f"{ind}#pragma omp parallel for schedule(guided) num_threads(nt) if(nt > 1)",
-             f"{ind}for (long t = 0; t < {ntasks}L; t++) {{",
+    lines = [f"{ind}for (long t = t0; t < t1; t++) {{",
              f"{ind*2}long ob = (t / {nb}) * {rpt}, oe = ob + {rpt} < {plan.outer} ? ob + {rpt} : {plan.outer};",
              f"{ind*2}long jb = (t % {nb}) * {BLOCK}, je = jb + {BLOCK} < {L} ? jb + {BLOCK} : {L};"]
     for r, n in enumerate(reductions):
@@ -410,6 +422,7 @@ def _flat_loop(group, plan, reductions, elementwise_outs, red_out, out_ptr) -> l
         lines.append(f"{ind*2}part{r}[t] = {combine};")
     lines.append(f"{ind}}}")
     count = plan.outer * L
+    finish: list[str] = []
     for r, n in enumerate(reductions):
         name, ct = n.out.dtype.name, _CTYPE[n.out.dtype.name]
         if n.op == "max":
@@ -418,15 +431,14 @@ def _flat_loop(group, plan, reductions, elementwise_outs, red_out, out_ptr) -> l
             total = f"pairwise_sum_{name}(part{r}, {ntasks})"
             if n.op == "mean":
                 total = f"{total} / ({ct}){count}"
-        lines.append(f"{ind}{out_ptr[red_out[n.out.id]]}[0] = {total};")
-    return lines
+        finish.append(f"{ind}{out_ptr[red_out[n.out.id]]}[0] = {total};")
+    return lines, finish
 
 
 def _last_axis_loop(group, plan, reductions, elementwise_outs, red_out, out_ptr) -> list[str]:
     L = plan.L
     ind = "    "
-    lines = [f"{ind}#pragma omp parallel for schedule(guided) num_threads(nt) if(nt > 1)",
-             f"{ind}for (long o = 0; o < {plan.outer}L; o++) {{"]
+    lines = [f"{ind}for (long o = t0; o < t1; o++) {{"]
     lines += _row_setup(group, plan, ind * 2, "o")
     for i, v in elementwise_outs:
         lines.append(f"{ind*2}{_MEMTYPE[v.dtype.name]} *restrict q{i} = {out_ptr[i]} + o * {L};")

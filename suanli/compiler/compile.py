@@ -13,8 +13,9 @@ Extension points for the rest of the compiler:
 * **passes**: ``compile(..., passes=[...])`` takes names registered with :func:`register_pass`,
   ``(name, fn)`` pairs or plain ``Graph -> Graph`` functions; the default is every pass registered
   with ``default=True``. The verifier runs after each pass.
-* **executor**: a factory ``executor(graph) -> run(arrays) -> arrays`` (default: the reference
-  interpreter); a native executor with fused kernels plugs in here.
+* **executor**: a factory ``executor(graph) -> run(arrays) -> arrays`` (default:
+  :func:`plan_executor`, the interpreter's semantics with the per-node bookkeeping precomputed;
+  ``interpreter_executor`` is the reference interpreter itself).
 * **explain**: ``compiled.explain()`` shows the graph after tracing and after each pass, then one
   section per entry of ``plan.report`` (e.g. the kernel list, planned peak memory) and of
   :data:`EXPLAIN_HOOKS`.
@@ -34,6 +35,7 @@ tensor([3., 3.])
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -89,8 +91,93 @@ def _resolve_passes(passes: Sequence[Any] | None) -> list[tuple[str, Pass]]:
 
 
 def interpreter_executor(graph: Graph) -> Runner:
-    """The default executor: the reference interpreter."""
+    """The reference interpreter as an executor (``compile(..., executor=interpreter_executor)``)."""
     return lambda arrays: interpret(graph, *arrays)
+
+
+def plan_executor(graph: Graph) -> Runner:
+    """The default executor: the interpreter's semantics with its per-run work done once -- each
+    node becomes (callable, input slots, output slots, slots freed after it) over a flat list of
+    arrays, primitives bound to their ``impl`` and attributes. Graphs with symbolic sizes or
+    control flow, and half-precision primitives, keep the reference interpreter (per graph / node).
+    A failing node is re-run by the interpreter for its error message. With
+    ``SUANLI_BLAS_POOL=1`` OpenBLAS's threads are the kernels' pool while the plan runs
+    (:func:`suanli.compiler.kernels.blas_on_pool`).
+
+    >>> import numpy as np
+    >>> from suanli.graph import Graph
+    >>> g = Graph()
+    >>> x = g.add_input((2,), np.float64)
+    >>> g.outputs = [g.add_node("exp", [g.add_node("neg", [x], shape=(2,), dtype=np.float64)], shape=(2,), dtype=np.float64)]
+    >>> plan_executor(g)([np.zeros(2)])[0].tolist()
+    [1.0, 1.0]
+    """
+    from ..graph import has_sym
+    from ..graph.interpret import run_node, run_primitive
+    from ..ops.registry import registry
+    from .kernels import blas_on_pool
+    if any(n.subgraphs or n.op in ("cond", "while_loop", "scan") for n in graph.nodes) or \
+            any(has_sym(v.shape) for v in graph.inputs) or \
+            any(has_sym(v.shape) for n in graph.nodes for v in n.outputs):
+        return interpreter_executor(graph)
+    slot: dict[int, int] = {v.id: i for i, v in enumerate(graph.inputs)}
+    n_inputs = len(graph.inputs)
+    consts: list[tuple[int, np.ndarray]] = []
+    steps: list[tuple] = []
+    last: dict[int, int] = {}
+    for k, n in enumerate(graph.nodes):
+        for v in n.inputs:
+            last[v.id] = k
+    keep = {v.id for v in graph.outputs}
+    for k, n in enumerate(graph.nodes):
+        for v in n.outputs:
+            slot[v.id] = len(slot)
+        outs = tuple(slot[v.id] for v in n.outputs)
+        if n.op == "constant":
+            consts.append((outs[0], n.attrs["value"]))
+            continue
+        ins = tuple(slot[v.id] for v in n.inputs)
+        frees = tuple(sorted({slot[v.id] for v in n.inputs if last[v.id] == k and v.id not in keep}
+                             - set(range(n_inputs))))
+        if n.op == "fused":
+            fn, multi = n.attrs["kernel"], True
+        else:
+            prim = registry[n.op]
+            if prim.upcast_half and any(str(v.dtype) in ("float16", "bfloat16") for v in n.inputs):
+                fn = (lambda op, attrs: lambda *a: run_primitive(op, a, attrs))(n.op, dict(n.attrs))
+            else:
+                fn = functools.partial(prim.impl, **n.attrs) if n.attrs else prim.impl
+            multi = False
+        steps.append((fn, ins, outs, frees, multi, n))
+    out_slots = [slot[v.id] for v in graph.outputs]
+    size = len(slot)
+
+    def run(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        with blas_on_pool():
+            return _run(arrays)
+
+    def _run(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        env: list[Any] = [None] * size
+        env[:n_inputs] = arrays
+        for i, value in consts:
+            env[i] = value
+        for fn, ins, outs, frees, multi, node in steps:
+            args = [env[i] for i in ins]
+            try:
+                res = fn(*args)
+            except Exception:  # noqa: BLE001 - the interpreter raises the same, clear error
+                run_node(node, args, {})
+                raise
+            if multi:
+                for i, a in zip(outs, res):
+                    env[i] = a
+            else:
+                env[outs[0]] = res if res.__class__ is np.ndarray else np.asarray(res)
+            for i in frees:
+                env[i] = None
+        return [env[i] for i in out_slots]
+
+    return run
 
 
 @dataclass
@@ -135,7 +222,7 @@ class CompiledFunction:
         self.dynamic = dynamic
         self._explain = explain
         self.passes = _resolve_passes(passes)
-        self.executor = executor or interpreter_executor
+        self.executor = executor or plan_executor
         self._plans: dict[tuple, Plan] = {}
         self._static_only: set[tuple] = set()   # dynamic keys whose graphs did not generalize
         self.last_plan: Plan | None = None
@@ -248,6 +335,48 @@ class CompiledFunction:
         if self.last_plan is None:
             return "no plan yet: call the compiled function once"
         return self.last_plan.explain()
+
+    def profile(self, *args: Any, runs: int = 10, top: int = 25, **kwargs: Any) -> str:
+        """Per-node timing of the plan for these arguments: the graph is run node by node ``runs``
+        times (the reference interpreter's ``run_node``, so Python overhead is included), and the
+        median time of every node is summed per kind (primitive name, or a fused node's ``ops``)
+        and input shapes. Nothing is written to ``.grad``. Returns a table, slowest first.
+
+        >>> import suanli
+        >>> f = suanli.compile(lambda x: (x * 2).exp().sum())
+        >>> "exp" in f.profile(suanli.ones(3), runs=2)
+        True
+        """
+        from statistics import median
+
+        from ..graph.interpret import run_node
+        self(*args, **kwargs)                        # builds (or finds) the plan
+        plan = self.last_plan
+        leaves, _ = flatten((tuple(args), kwargs), allow_static=True, where="argument ")
+        feeds = [t._data for t in leaves + plan.traced.state]
+        graph = plan.graph
+        times: dict[int, list[float]] = {}
+        for _ in range(max(1, runs)):
+            values = {v.id: a for v, a in zip(graph.inputs, feeds)}
+            for k, node in enumerate(graph.nodes):
+                ins = [values[v.id] for v in node.inputs]
+                t0 = time.perf_counter()
+                outs = run_node(node, ins, {})
+                times.setdefault(k, []).append(time.perf_counter() - t0)
+                values.update((v.id, a) for v, a in zip(node.outputs, outs))
+        rows: dict[str, list[float]] = {}
+        for k, node in enumerate(graph.nodes):
+            kind = node.op if node.op != "fused" else f"fused:{node.attrs.get('ops', '')}"
+            key = f"{kind} {[tuple(v.shape) for v in node.inputs]}"
+            row = rows.setdefault(key, [0.0, 0])
+            row[0] += median(times[k])
+            row[1] += 1
+        total = sum(r[0] for r in rows.values())
+        lines = [f"plan profile: {len(graph.nodes)} nodes, {total * 1e3:.2f} ms (sum of per-node medians)",
+                 f"{'ms':>8} {'share':>6} {'count':>5}  node"]
+        for key, (sec, count) in sorted(rows.items(), key=lambda kv: -kv[1][0])[:top]:
+            lines.append(f"{sec * 1e3:8.3f} {sec / total if total else 0:6.1%} {count:5d}  {key}")
+        return "\n".join(lines)
 
     @property
     def plans(self) -> list[Plan]:

@@ -7,10 +7,12 @@ kernel through ctypes (which releases the GIL). When native code is unavailable 
 no C compiler (a note under ``DEBUG=1``), or a failed build (one ``RuntimeWarning``) -- the same call
 evaluates the group with each primitive's NumPy ``impl``: the same results, slower.
 
-Threads: a kernel uses :func:`num_threads` threads (OpenMP ``parallel for`` over row blocks) only when
-its domain has at least :data:`PARALLEL_MIN_ELEMENTS` elements; smaller loops run on the calling
-thread without waking the pool. The pool is loaded with ``OMP_WAIT_POLICY=passive``
-(:mod:`suanli.native`): idle workers sleep instead of spinning on the cores OpenBLAS needs.
+Threads: a kernel uses :func:`num_threads` threads only when its domain has at least
+:data:`PARALLEL_MIN_ELEMENTS` elements; smaller loops run on the calling thread without waking
+anyone. The threads are our own small pool (``native/kernels/fused_pool.c``, :func:`run_tasks`), not
+OpenMP: the OpenMP runtime is process-wide, and when torch loaded its libgomp first (its spin-wait
+policy fixed at load), idle workers spun after every kernel on the cores OpenBLAS needed (a LeNet
+step 5 -> 30 ms, the GPT step 88 -> 125 ms). Pool workers sleep between jobs.
 
 Debugging: ``SUANLI_DEBUG_CODEGEN=1`` prints each generated source when it is built.
 
@@ -25,12 +27,13 @@ Debugging: ``SUANLI_DEBUG_CODEGEN=1`` prints each generated source when it is bu
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
 import hashlib
 import os
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -41,7 +44,8 @@ from ..ops.registry import registry
 from .codegen import generate, plan_loops
 from .group import FusedGroup
 
-__all__ = ["FusedKernel", "build", "epilogue", "num_threads", "set_num_threads", "PARALLEL_MIN_ELEMENTS"]
+__all__ = ["FusedKernel", "build", "epilogue", "num_threads", "set_num_threads", "run_tasks", "bind", "blas_on_pool",
+           "compile_flags", "PARALLEL_MIN_ELEMENTS"]
 
 PARALLEL_MIN_ELEMENTS = 1 << 15      # below this a parallel region costs more than it saves
 _threads: int | None = None
@@ -68,19 +72,116 @@ def set_num_threads(n: int | None) -> None:
     _threads = n
 
 
+def compile_flags() -> list[str]:
+    """Flags of generated kernels: :func:`suanli.native.default_flags` plus ``-fopenmp-simd`` (the
+    ``simd`` pragmas, no OpenMP runtime: threads come from :func:`run_tasks`)."""
+    return native.default_flags() + ["-fopenmp-simd"]
+
+
+_TaskFn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_long, ctypes.c_long)
+
+
+@functools.lru_cache(maxsize=1)
+def _pool() -> Any:
+    lib = native.load("fused_pool")
+    if lib is None:
+        return None
+    fn = lib.suanli_parallel
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def run_tasks(fn: Any, addr: int, argv: Any, ntasks: int, nt: int) -> None:
+    """Run the task function ``fn`` (a ctypes ``void f(void **argv, long t0, long t1)``; ``addr`` its
+    address) over ``[0, ntasks)``: on the calling thread when ``nt == 1``, else split between ``nt``
+    threads of the pool. ctypes releases the GIL for the call."""
+    pool = _pool() if nt > 1 and ntasks > 1 else None
+    if pool is None:
+        fn(argv, 0, ntasks)
+    else:
+        pool(addr, argv, ntasks, nt)
+
+
+def openblas_libs() -> list[Any]:
+    """The OpenBLAS libraries loaded in this process (NumPy's), found in ``/proc/self/maps``."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower() and ".so" in line})
+    except OSError:
+        return []
+    libs = []
+    for path in paths:
+        try:
+            libs.append(ctypes.CDLL(path))
+        except OSError:
+            pass
+    return libs
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_hook() -> tuple[Any, int] | None:
+    """(OpenBLAS's set-threads-callback function, our callback's address), or None."""
+    pool = native.load("fused_pool") if native.enabled() else None
+    if pool is None or os.environ.get("SUANLI_BLAS_POOL", "0") != "1":
+        return None
+    for lib in openblas_libs():
+        for name in ("scipy_openblas_set_threads_callback_function64_", "openblas_set_threads_callback_function64_",
+                     "openblas_set_threads_callback_function"):
+            setter = getattr(lib, name, None)
+            if setter is not None:
+                setter.argtypes, setter.restype = [ctypes.c_void_p], None
+                return setter, ctypes.cast(pool.suanli_blas_threads, ctypes.c_void_p).value
+    return None
+
+
+@contextlib.contextmanager
+def blas_on_pool() -> Iterator[None]:
+    """Opt-in (``SUANLI_BLAS_POOL=1``, read once): inside the block OpenBLAS runs its parallel jobs on
+    the kernels' pool (a compiled plan's run). Why: OpenBLAS's own workers busy-wait ~0.1 s after
+    each GEMM, so the pool's second thread found no free core between GEMMs (with
+    ``OPENBLAS_THREAD_TIMEOUT=4`` softmax and the batched matmuls ran ~1.5x faster at 2 threads).
+    Off by default: on the 2-core test machine the GPT step was not measurably faster, the wake-up
+    of the pool per GEMM costing what the kernels gained. Results are unchanged (OpenBLAS splits the
+    work the same way; only the threads differ)."""
+    hook = _blas_hook() if num_threads() > 1 else None
+    if hook is None:
+        yield
+        return
+    setter, callback = hook
+    setter(callback)
+    try:
+        yield
+    finally:
+        setter(None)
+
+
+def bind(lib: Any, symbol: str) -> tuple[Any, int]:
+    """``symbol`` of ``lib`` as a task function: (ctypes function, address)."""
+    fn = getattr(lib, symbol)
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_long]
+    fn.restype = None
+    return fn, ctypes.cast(fn, ctypes.c_void_p).value
+
+
 class FusedKernel:
     """A built group: ``kernel(*arrays) -> list of outputs`` (native when possible, else NumPy).
 
     ``native`` tells which path runs; ``source`` is the generated C.
     """
 
-    def __init__(self, group: FusedGroup, source: str, fn: Any | None) -> None:
+    def __init__(self, group: FusedGroup, source: str, lib: Any | None, symbol: str = "kernel") -> None:
         self.group = group
         self.source = source
-        self._fn = fn
+        self._fn = self._addr = self._finish = None
+        if lib is not None:
+            self._fn, self._addr = bind(lib, symbol)
+            if any(n.reduce == "all" for n in group.nodes):
+                self._finish = getattr(lib, symbol + "_finish")
+                self._finish.argtypes, self._finish.restype = [ctypes.c_void_p], None
         plan = plan_loops(group)
         self._size = plan.outer * plan.L
-        self._ntasks = plan.tasks()[0]
+        self._ntasks = plan.tasks()[0] if group.reduction_axis != "last" else plan.outer
         self._all_reductions = [n for n in group.nodes if n.reduce == "all"]
         self._fallback_noted = False
 
@@ -110,8 +211,11 @@ class FusedKernel:
         args = [a.ctypes.data for a in ins]
         args += [o.ctypes.data for i, o in enumerate(outs) if not (g.inplace and i == 0)]
         args += [p.ctypes.data for p in parts]
+        argv = (ctypes.c_void_p * len(args))(*args)
         nt = num_threads() if self._size >= PARALLEL_MIN_ELEMENTS else 1
-        self._fn(*args, nt)
+        run_tasks(self._fn, self._addr, argv, self._ntasks, nt)
+        if self._finish is not None:
+            self._finish(argv)
         return outs
 
     def __repr__(self) -> str:
@@ -125,16 +229,9 @@ def build(group: FusedGroup, *, vector_math: bool = True) -> FusedKernel:
     source = generate(group, symbol="kernel", vector_math=vector_math)
     if os.environ.get("SUANLI_DEBUG_CODEGEN", "0") not in ("", "0"):
         print(f"[suanli] codegen: source of {group.name}\n{source}")
-    lib = native.compile_source(_lib_name(group, source), source, openmp=True,
+    lib = native.compile_source(_lib_name(group, source), source, flags=compile_flags(),
                                 libs=("mvec",) if vector_math else ())
-    fn = None
-    if lib is not None:
-        fn = lib.kernel
-        n_ptr = len(group.inputs) + len(group.outputs) - (1 if group.inplace else 0) \
-            + sum(1 for n in group.nodes if n.reduce == "all")
-        fn.argtypes = [ctypes.c_void_p] * n_ptr + [ctypes.c_int]
-        fn.restype = None
-    return FusedKernel(group, source, fn)
+    return FusedKernel(group, source, lib)
 
 
 @functools.lru_cache(maxsize=1)

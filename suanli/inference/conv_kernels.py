@@ -15,10 +15,15 @@ compiler or ``SUANLI_NATIVE=0`` -- so the caller keeps its NumPy path):
   of the forward algorithm in ``w``: ``dw = G^T [sum_tiles (A g A^T) (B^T d B)] G``.
 * :func:`depthwise_conv2d`: direct depthwise convolution (``groups == C == O``), any kernel size,
   stride and dilation (``native/kernels/conv_depthwise.c``).
+* :func:`direct_conv2d`, :func:`direct_conv2d_input_grad`, :func:`direct_conv2d_weight_grad`: direct
+  ungrouped convolution for the layers below Winograd's reach (few channels, 5x5 kernels, LeNet):
+  each sample is zero-padded into a small buffer and the three passes are register-blocked products
+  over whole padded rows, so no batch-sized im2col matrix is written or read back
+  (``native/kernels/conv_direct.c``). The batch is cut into pieces that the threads take in turn.
 
 :func:`choose_conv_kernel` picks one per layer from its shapes; its docstring holds the measured
-reasons. Every C call is split (over channels, or the 36 GEMMs) between :func:`num_threads` Python
-threads: ctypes releases the GIL, and the C code itself stays single-threaded (see ``suanli.native``).
+reasons. Every C call is split (over channels, the 36 GEMMs, or batch pieces) between
+:func:`num_threads` Python threads: ctypes releases the GIL, and the C code itself stays single-threaded (see ``suanli.native``).
 
 >>> import numpy as np
 >>> x = np.arange(2 * 3 * 6 * 6, dtype=np.float32).reshape(2, 3, 6, 6) / 100
@@ -32,6 +37,7 @@ True
 from __future__ import annotations
 
 import ctypes
+import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -45,7 +51,8 @@ from ..errors import DTypeError, op_error
 
 __all__ = ["winograd_conv2d", "winograd_conv2d_input_grad", "winograd_conv2d_weight_grad", "winograd_applies",
            "depthwise_conv2d", "depthwise_conv2d_input_grad", "depthwise_conv2d_weight_grad",
-           "depthwise_applies", "choose_conv_kernel", "run_pass", "set_num_threads", "num_threads",
+           "depthwise_applies", "direct_conv2d", "direct_conv2d_input_grad", "direct_conv2d_weight_grad",
+           "direct_applies", "choose_conv_kernel", "run_pass", "set_num_threads", "num_threads",
            "clear_scratch"]
 
 Padding = tuple[tuple[int, int], tuple[int, int]]
@@ -466,6 +473,148 @@ def depthwise_conv2d_weight_grad(x: np.ndarray, g: np.ndarray, kernel_size: Sequ
     return dw if _dw_call("dwconv_weight_t", x.dtype, geo.O, x, g, dw, geo=geo) else None
 
 
+# ====================================================================================== direct
+class _DirectGeo(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_long) for name in
+                ("N", "C", "H", "W", "O", "kh", "kw", "sh", "sw", "pt", "pb", "pl", "pr", "dh", "dw", "Ho", "Wo")]
+
+
+def direct_applies(x_shape: Sequence[int], w_shape: Sequence[int], groups: int) -> bool:
+    """True for the convolutions the direct kernel computes: ungrouped 4-d, any kernel size, stride,
+    padding and dilation (strides cost ``stride**2`` times the work: see ``conv_direct.c``).
+
+    >>> direct_applies((64, 6, 14, 14), (16, 6, 5, 5), 1), direct_applies((1, 4, 8, 8), (4, 2, 3, 3), 2)
+    (True, False)
+    """
+    return len(x_shape) == 4 and len(w_shape) == 4 and groups == 1 and x_shape[1] == w_shape[1]
+
+
+def _direct_geometry(op: str, x_shape: Sequence[int], w_shape: Sequence[int], stride: Sequence[int],
+                     padding: Padding, dilation: Sequence[int]) -> _DirectGeo:
+    N, C, H, W = (int(v) for v in x_shape)
+    O, _, kh, kw = (int(v) for v in w_shape)
+    (pt, pb), (pl, pr) = padding
+    (sh, sw), (dh, dw) = stride, dilation
+    Ho = (H + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    Wo = (W + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    if not direct_applies(x_shape, w_shape, 1) or min(sh, sw, dh, dw, kh, kw) < 1 \
+            or min(pt, pb, pl, pr) < 0 or Ho < 1 or Wo < 1:
+        raise op_error(op, "not a valid ungrouped convolution",
+                       expect="input (N, C, H, W), weight (O, C, kh, kw), positive stride/dilation, "
+                              "padding >= 0, a kernel that fits the padded input",
+                       actual=f"input {tuple(x_shape)}, weight {tuple(w_shape)}, stride={tuple(stride)}, "
+                              f"padding={padding}, dilation={tuple(dilation)}",
+                       hint="ask choose_conv_kernel() which kernel fits this layer")
+    return _DirectGeo(N, C, H, W, O, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, Ho, Wo)
+
+
+def _direct_pieces(geo: _DirectGeo) -> int:
+    """Batch pieces of a direct-kernel call: a few per thread (see :func:`_direct_call`), or one when
+    the call is too small to pay for waking a thread (:data:`DIRECT_MIN_SPLIT`)."""
+    macs = geo.N * geo.O * geo.C * geo.kh * geo.kw * ((geo.Ho - 1) * geo.sh + 1) * (geo.W + geo.pl + geo.pr)
+    if _threads <= 1 or macs < DIRECT_MIN_SPLIT:
+        return 1
+    return max(1, min(geo.N, DIRECT_PIECES_PER_THREAD * _threads))
+
+
+def _direct_call(op: str, name: str, geo: _DirectGeo, ins: tuple[np.ndarray, ...], out) -> bool:
+    """Run ``dconv_<name>`` over the batch cut in :func:`_direct_pieces` sample ranges, which the
+    :func:`num_threads` threads take from a shared counter; ``out(i)`` is the output array of piece
+    ``i``. Taking pieces rather than fixed halves: when the other core is busy (other processes), a
+    worker thread that is late to start (the second core busy with another process, or with
+    OpenBLAS's spin-waiting worker after a GEMM) costs a piece, not half the call (measured on the
+    shared VM: fixed halves spent up to 0.6 ms per call waiting for the worker). The pieces and their results do
+    not depend on which thread ran them, so results are deterministic. False when native kernels are
+    unavailable."""
+    fn = _symbol("conv_direct", name, ins[0].dtype)
+    if fn is None:
+        return False
+    pieces = _direct_pieces(geo)
+    bounds = [geo.N * i // pieces for i in range(pieces + 1)]
+    args = [_ptr(a) for a in ins]
+    ticket = itertools.count()          # next() on a count is atomic under the GIL
+
+    def work() -> list[int]:
+        codes = []
+        for i in iter(ticket.__next__, None):
+            if i >= pieces:
+                return codes
+            codes.append(fn(*args, _ptr(out(i)), ctypes.byref(geo), *_longs(bounds[i], bounds[i + 1])))
+        return codes
+
+    futures = [_get_pool().submit(work) for _ in range(min(_threads, pieces) - 1)]
+    codes = work() + [c for f in futures for c in f.result()]
+    if any(codes):
+        raise op_error(op, "could not allocate its scratch buffers", cls=MemoryError)  # type: ignore[arg-type]
+    return True
+
+
+def direct_conv2d(x: np.ndarray, w: np.ndarray, stride: Sequence[int], padding: Padding,
+                  dilation: Sequence[int]) -> np.ndarray | None:
+    """Ungrouped convolution ``(N, C, H, W) x (O, C, kh, kw) -> (N, O, Ho, Wo)`` computed directly from
+    each zero-padded sample (no im2col matrix); ``None`` when native kernels are unavailable.
+
+    >>> x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    >>> y = direct_conv2d(x, np.ones((1, 1, 2, 2), np.float32), (2, 2), ((0, 0), (0, 0)), (1, 1))
+    >>> y is None or y[0, 0].tolist() == [[10.0, 18.0], [42.0, 50.0]]
+    True
+    """
+    _check_arrays("direct_conv2d", x, w)
+    geo = _direct_geometry("direct_conv2d", x.shape, w.shape, stride, padding, dilation)
+    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
+    y = np.empty((geo.N, geo.O, geo.Ho, geo.Wo), x.dtype)
+    if y.size == 0 or x.size == 0:
+        return y if x.size else np.zeros_like(y)
+    return y if _direct_call("direct_conv2d", "dconv_fwd", geo, (x, w), lambda i: y) else None
+
+
+def direct_conv2d_input_grad(g: np.ndarray, w: np.ndarray, input_shape: Sequence[int], stride: Sequence[int],
+                             padding: Padding, dilation: Sequence[int]) -> np.ndarray | None:
+    """Gradient of :func:`direct_conv2d` in its input of shape ``input_shape`` (N, C, H, W).
+
+    >>> g, w = np.ones((1, 1, 2, 2), np.float32), np.ones((1, 1, 2, 2), np.float32)
+    >>> dx = direct_conv2d_input_grad(g, w, (1, 1, 3, 3), (1, 1), ((0, 0), (0, 0)), (1, 1))
+    >>> dx is None or dx[0, 0].tolist() == [[1, 2, 1], [2, 4, 2], [1, 2, 1]]
+    True
+    """
+    _check_arrays("direct_conv2d_input_grad", g, w)
+    geo = _direct_geometry("direct_conv2d_input_grad", tuple(input_shape), w.shape, stride, padding, dilation)
+    if g.shape != (geo.N, geo.O, geo.Ho, geo.Wo):
+        raise op_error("direct_conv2d_input_grad", "the cotangent does not fit the weight and input size",
+                       expect=f"g of shape {(geo.N, geo.O, geo.Ho, geo.Wo)}", actual=f"g {tuple(g.shape)}")
+    g, w = np.ascontiguousarray(g), np.ascontiguousarray(w)
+    dx = np.empty((geo.N, geo.C, geo.H, geo.W), g.dtype)
+    if dx.size == 0 or g.size == 0:
+        return np.zeros_like(dx)
+    return dx if _direct_call("direct_conv2d_input_grad", "dconv_dx", geo, (g, w), lambda i: dx) else None
+
+
+def direct_conv2d_weight_grad(x: np.ndarray, g: np.ndarray, kernel_size: Sequence[int], stride: Sequence[int],
+                              padding: Padding, dilation: Sequence[int]) -> np.ndarray | None:
+    """Gradient of :func:`direct_conv2d` in its weight, ``(O, C, kh, kw)`` (each thread sums its share
+    of the batch; the shares are added here).
+
+    >>> x, g = np.ones((1, 1, 3, 3), np.float32), np.ones((1, 1, 2, 2), np.float32)
+    >>> dw = direct_conv2d_weight_grad(x, g, (2, 2), (1, 1), ((0, 0), (0, 0)), (1, 1))
+    >>> dw is None or dw.tolist() == [[[[4.0, 4.0], [4.0, 4.0]]]]
+    True
+    """
+    _check_arrays("direct_conv2d_weight_grad", x, g)
+    O = g.shape[1] if g.ndim == 4 else 0
+    w_shape = (O, x.shape[1] if x.ndim == 4 else 0, *kernel_size)
+    geo = _direct_geometry("direct_conv2d_weight_grad", x.shape, w_shape, stride, padding, dilation)
+    if g.shape != (geo.N, geo.O, geo.Ho, geo.Wo):
+        raise op_error("direct_conv2d_weight_grad", "the cotangent does not fit the input",
+                       expect=f"g of shape {(geo.N, geo.O, geo.Ho, geo.Wo)}", actual=f"g {tuple(g.shape)}")
+    if x.size == 0 or g.size == 0:
+        return np.zeros(w_shape, x.dtype)
+    x, g = np.ascontiguousarray(x), np.ascontiguousarray(g)
+    parts = np.empty((_direct_pieces(geo), *w_shape), x.dtype)
+    if not _direct_call("direct_conv2d_weight_grad", "dconv_dw", geo, (x, g), lambda i: parts[i]):
+        return None
+    return parts[0].copy() if len(parts) == 1 else np.add.reduce(parts, axis=0)
+
+
 def run_pass(kernel: str, which: str, a: np.ndarray, b: np.ndarray, *, x_shape: Sequence[int],
              kernel_size: Sequence[int], stride: Sequence[int], padding: Padding,
              dilation: Sequence[int]) -> np.ndarray | None:
@@ -491,8 +640,15 @@ def run_pass(kernel: str, which: str, a: np.ndarray, b: np.ndarray, *, x_shape: 
         return depthwise_conv2d_input_grad(a, b, x_shape, stride, padding, dilation)
     if kernel == "depthwise" and which == "weight_grad":
         return depthwise_conv2d_weight_grad(a, b, kernel_size, stride, padding, dilation)
+    if kernel == "direct" and which == "forward":
+        return direct_conv2d(a, b, stride, padding, dilation)
+    if kernel == "direct" and which == "input_grad":
+        return direct_conv2d_input_grad(a, b, x_shape, stride, padding, dilation)
+    if kernel == "direct" and which == "weight_grad":
+        return direct_conv2d_weight_grad(a, b, kernel_size, stride, padding, dilation)
     raise op_error("conv_kernels.run_pass", f"no kernel {kernel!r} for pass {which!r}",
-                   expect="kernel in ('winograd', 'depthwise'), which in ('forward', 'input_grad', 'weight_grad')",
+                   expect="kernel in ('winograd', 'depthwise', 'direct'), "
+                          "which in ('forward', 'input_grad', 'weight_grad')",
                    cls=ValueError)  # type: ignore[arg-type]
 
 
@@ -501,14 +657,21 @@ WINOGRAD_MIN_CHANNELS = 64     # below this the 36 GEMMs are too small to beat o
 WINOGRAD_MIN_TILES = 32        # tiles N * ceil(Ho/4) * ceil(Wo/4); with fewer, transforming the weight
 #                                (36 / 9 = 4x the weight) costs more than the GEMMs save
 DEPTHWISE_MIN_PLANE = 256      # output pixels per plane; smaller planes: per-row overhead > GEMM
+DIRECT_PIECES_PER_THREAD = 2   # batch pieces per thread for the direct kernel's dynamic split (LeNet C3
+#                                fwd+bwd, quiet machine: 1 or 2 pieces 0.82 ms, 4 pieces 0.86 ms)
+DIRECT_MIN_SPLIT = 1 << 22     # multiply-adds (over whole padded rows) below which a direct call stays on
+#                                one thread: ~60 us of work, about what waking the second thread costs
+DIRECT_MAX_WEIGHT = 8192       # weight elements for the direct weight gradient: its per-block partial sums
+#                                (64 bytes per element) stay in L2 up to here; (1, 512, 7, 7) 3x3: 0.2x
 
 
 def choose_conv_kernel(x_shape: Sequence[int], w_shape: Sequence[int], stride: Sequence[int],
                        padding: Padding, dilation: Sequence[int], groups: int, *,
                        which: str = "forward") -> str:
     """The kernel for one conv2d layer and pass (``which``: ``'forward'``, ``'input_grad'`` or
-    ``'weight_grad'``): ``'winograd'``, ``'depthwise'`` or ``'im2col'`` (the GEMM path of
-    ``suanli.ops.conv``, which also covers 1x1 and whole-input kernels as plain GEMMs).
+    ``'weight_grad'``): ``'winograd'``, ``'depthwise'``, ``'direct'`` or ``'im2col'`` (the GEMM path of
+    ``suanli.ops.conv``, which also covers unpadded 1x1 and whole-input kernels as plain GEMMs before
+    asking this policy).
 
     Measured on the 2-core AVX-512 VM (OpenBLAS pinned to Haswell kernels), float32, speed-up =
     im2col time / kernel time, min of 7 repeats, 1 thread (``OPENBLAS_NUM_THREADS=1``) and 2 threads.
@@ -526,21 +689,47 @@ def choose_conv_kernel(x_shape: Sequence[int], w_shape: Sequence[int], stride: S
     (1, 128, 28, 28) s1        49     2.7x / 1.3x        2.7x / 1.4x        2.2x / 1.35x       winograd
     (8, 32, 32, 32) s1         512    1.8x / 0.9-1.3x    2.1x / 1.2-1.6x    1.7x / 0.9-1.5x    im2col (channels)
     (1, 32, 32, 32) s1         64     1.5x / 0.9-1.1x    1.7x / 1.3-1.7x    1.5x / 1.05x       im2col (channels)
-    (1, 256, 14, 14) s1        16     0.6-1.4x / mixed   0.6-1.1x           0.9-1.25x          im2col
-    (1, 512, 7, 7) s1          4      0.25x / 0.3x       0.2x               0.1-0.4x           im2col
-    (8, 16, 32, 32) s1         512    1.2x / 0.7-1.0x    1.6x / 1.3x        1.2x / 0.8-1.1x    im2col
+    (1, 256, 14, 14) s1        16     0.6-1.4x / mixed   0.6-1.1x           0.9-1.25x          direct
+    (1, 512, 7, 7) s1          4      0.25x / 0.3x       0.2x               0.1-0.4x           direct
+    (8, 16, 32, 32) s1         512    1.2x / 0.7-1.0x    1.6x / 1.3x        1.2x / 0.8-1.1x    direct
     dw (8, 32, 112, 112) s1    --     1.9x / 2.7x        11x                2.3x               depthwise
     dw (8, 96, 112, 112) s2    --     1.6-3x / 2.5-5x    5x                 1.9-2.4x           depthwise
     dw (8, 240, 28, 28) 5x5    --     1.6x / 1.2x        4-8x               1.3-1.7x           depthwise
     dw (1, 512, 14, 14) s1     --     0.4-0.7x           3.6x               0.5x               im2col; dx dw
     =========================  =====  =================  =================  =================  ==============
 
+    The direct kernel against im2col (same measurement, 1 thread; the machine was busy, so these
+    spread by ~20%). It wins on every stride-1 layer measured, down to one input channel, because it
+    never writes the ``kh*kw``-times larger column matrix; it is also faster than im2col on the
+    layers above where Winograd is not chosen. Strided layers stay on im2col (the direct kernel works
+    on the stride-1 grid: ``stride**2`` the work), and weight gradients of large weights too (its
+    per-block partial sums, 64 bytes per weight element, leave L2 above :data:`DIRECT_MAX_WEIGHT`).
+
+    ==============================  =========  ==========  ===========  ======================
+    layer (N, C, H, W) x (O, kh)    forward    input grad  weight grad  choice
+    ==============================  =========  ==========  ===========  ======================
+    LeNet C1 (64, 1, 32, 32) x 6 5  3.6x       3.1x        4.4x         direct
+    LeNet C3 (64, 6, 14, 14) x 16 5 2.9x       2.4x        2.2x         direct
+    (8, 3, 32, 32) x 16 3           2.6x       2.7x        3.1x         direct
+    (8, 16, 32, 32) x 16 3          2.7x       2.4x        2.8x         direct
+    (8, 32, 32, 32) x 32 3          2.5x       2.3x        2.5x         direct
+    (1, 32, 32, 32) x 32 3          2.4x       2.3x        1.9x         direct
+    (64, 16, 28, 28) x 32 3         2.5x       2.5x        2.6x         direct
+    (1, 256, 14, 14) x 256 3        2.1x       1.7x        0.3-0.9x     direct; dw im2col
+    (1, 512, 7, 7) x 512 3          2.3x       1.6x        0.15-0.4x    direct; dw im2col
+    (8, 64, 56, 56) x 128 3 s2      0.6x       0.6x        1.1x         im2col (stride)
+    (8, 3, 64, 64) x 16 7 s2        1.1x       1.0x        1.7x         im2col (stride)
+    ==============================  =========  ==========  ===========  ======================
+
     >>> choose_conv_kernel((8, 64, 56, 56), (64, 64, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
     'winograd'
-    >>> choose_conv_kernel((1, 512, 7, 7), (512, 512, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+    >>> choose_conv_kernel((1, 512, 7, 7), (512, 512, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1,
+    ...                    which="weight_grad")
     'im2col'
     >>> choose_conv_kernel((8, 32, 112, 112), (32, 1, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 32)
     'depthwise'
+    >>> choose_conv_kernel((64, 6, 14, 14), (16, 6, 5, 5), (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
+    'direct'
     """
     if which not in ("forward", "input_grad", "weight_grad"):
         raise op_error("choose_conv_kernel", f"unknown pass {which!r}",
@@ -558,4 +747,7 @@ def choose_conv_kernel(x_shape: Sequence[int], w_shape: Sequence[int], stride: S
             and min(C, O) >= WINOGRAD_MIN_CHANNELS \
             and N * _tiles(Ho, Wo)[0] * _tiles(Ho, Wo)[1] >= WINOGRAD_MIN_TILES:
         return "winograd"
+    if groups == 1 and tuple(stride) == (1, 1) and direct_applies(x_shape, w_shape, groups) \
+            and (which != "weight_grad" or O * C * kh * kw <= DIRECT_MAX_WEIGHT):
+        return "direct"
     return "im2col"

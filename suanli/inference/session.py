@@ -3,7 +3,8 @@
 A session takes an ``nn.Module`` (with example inputs), a function, or an ONNX model (path, bytes
 or ``ModelProto``), turns it into the compiler's graph IR with the parameters frozen into constants,
 and runs the inference passes (:data:`suanli.compiler.passes.INFERENCE`: constant folding,
-simplification, CSE, batch-norm/scale folding into conv and matmul weights, DCE, elementwise fusion
+simplification, CSE, batch-norm/scale folding into conv and matmul weights, the exporters' decomposed
+LayerNorm/GELU/attention/Linear put back together (``passes/patterns.py``), DCE, elementwise fusion
 into generated C kernels, memory planning). Convolutions run the kernel the per-layer policy picks
 (:func:`suanli.inference.conv_kernels.choose_conv_kernel`: Winograd F(4x4,3x3), direct depthwise,
 or im2col + GEMM). :meth:`Session.profile` times every node and names its kernel.
@@ -190,9 +191,15 @@ def kernel_of(node: Node) -> str:
         if choice == "im2col" and a["groups"] == 1 and (kh, kw) == (1, 1):
             return "1x1 GEMM"
         return {"winograd": "Winograd F(4x4,3x3)", "depthwise": "direct depthwise",
-                "im2col": "im2col + GEMM"}[choice]
-    if node.op in ("matmul", "einsum"):
+                "direct": "direct small-channel", "im2col": "im2col + GEMM"}[choice]
+    if node.op == "conv2d_nchwc":
+        return "direct NCHW16c"
+    if node.op == "max_pool2d_nchwc":
+        return "blocked max pool"
+    if node.op in ("matmul", "einsum", "linear"):
         return "OpenBLAS GEMM"
+    if node.op == "attention":
+        return "GEMM + in-place softmax"
     return "NumPy"
 
 

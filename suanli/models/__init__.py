@@ -14,10 +14,10 @@ match the usual torch definitions, so their checkpoints load with ``load_state_d
 >>> LeNet5()(suanli.zeros(2, 1, 32, 32)).shape
 (2, 10)
 """
-from .gpt import GPT, GPTConfig
+from .gpt import GPT, GPTConfig, KVCache
 from .lenet import LeNet5
 from .resnet import BasicBlock, ResNet, ResNetV2, StdConv2d, bit_resnet_v2, resnet18, resnet34
 from .vit import ViT, ViTConfig
 
-__all__ = ["GPT", "GPTConfig", "LeNet5", "ResNet", "BasicBlock", "resnet18", "resnet34", "ResNetV2",
+__all__ = ["GPT", "GPTConfig", "KVCache", "LeNet5", "ResNet", "BasicBlock", "resnet18", "resnet34", "ResNetV2",
            "StdConv2d", "bit_resnet_v2", "ViT", "ViTConfig"]

@@ -16,6 +16,15 @@ under both names, as torch does.
 >>> model.generate(idx, max_new_tokens=2, generator=suanli.Generator(0)).shape
 (2, 5)
 
+Generation keeps a :class:`KVCache` (the keys and values of every position seen so far), so each new
+token costs one position's work instead of the whole context's:
+
+>>> cache = KVCache(model.config, batch_size=2)
+>>> with suanli.no_grad():
+...     first, _ = model(idx, kv_cache=cache)                  # prefill: positions 0..2
+>>> cache.length
+3
+
 References: Karpathy's nanoGPT ``model.py`` (the layout), GPT-2 (pre-norm blocks, the
 ``1/sqrt(2 * n_layer)`` scaling of residual projections), and Karpathy's "GPT as a finite-state
 Markov chain" (the BabyGPT preset).
@@ -30,14 +39,14 @@ import numpy as np
 
 from .. import creation
 from .. import dtypes as _dt
-from ..autograd import no_grad
+from ..autograd import is_grad_enabled, no_grad
 from ..errors import ShapeError
 from ..random import Generator, rng
-from ..tensor import Tensor
+from ..tensor import Tensor, _wrap
 from .. import nn
 from ..nn import functional as F
 
-__all__ = ["GPTConfig", "GPT", "CausalSelfAttention", "MLP", "Block"]
+__all__ = ["GPTConfig", "GPT", "KVCache", "CausalSelfAttention", "MLP", "Block"]
 
 
 @dataclass
@@ -90,6 +99,44 @@ class GPTConfig:
         return cls.shakespeare_char(vocab_size=65)
 
 
+class KVCache:
+    """The keys and values of every layer for the positions generated so far, for incremental decoding.
+
+    ``k[l]`` and ``v[l]`` are preallocated NumPy arrays of shape (B, n_head, block_size, head_size);
+    a forward pass with ``kv_cache=`` writes its T new positions in place at ``length``..``length + T``
+    and attends over positions 0..``length + T``, then advances ``length``. Values only: the cache
+    holds no autograd history, so it is for eager inference (under ``suanli.no_grad()``; it cannot be
+    traced). Set ``length`` back (``reset()`` for 0) to rewind.
+
+    >>> from suanli.models import GPTConfig
+    >>> cache = KVCache(GPTConfig.babygpt(), batch_size=2)
+    >>> len(cache.k), cache.k[0].shape, cache.length
+    (4, (2, 4, 3, 4), 0)
+    """
+
+    def __init__(self, config: GPTConfig, batch_size: int, dtype: Any = _dt.float32) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+            raise ValueError(f"KVCache: batch_size must be a positive int, got {batch_size!r}")
+        self.dtype = _dt.as_dtype(dtype)
+        self.block_size = config.block_size
+        shape = (batch_size, config.n_head, config.block_size, config.n_embd // config.n_head)
+        self.k = [np.zeros(shape, self.dtype) for _ in range(config.n_layer)]
+        self.v = [np.zeros(shape, self.dtype) for _ in range(config.n_layer)]
+        self.length = 0
+
+    def reset(self) -> None:
+        """Forget every position (the arrays are kept and overwritten)."""
+        self.length = 0
+
+    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Write ``k``, ``v`` (B, nh, T, hs) at positions ``length``.. of ``layer``; return the keys and
+        values of positions 0..length+T as tensors viewing the cache (no copy)."""
+        end = self.length + k.shape[2]
+        self.k[layer][:, :, self.length:end] = k.numpy()
+        self.v[layer][:, :, self.length:end] = v.numpy()
+        return _wrap(self.k[layer][:, :, :end]), _wrap(self.v[layer][:, :, :end])
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head self-attention where position t sees positions 0..t.
 
@@ -108,14 +155,25 @@ class CausalSelfAttention(nn.Module):
         self.n_embd = config.n_embd
         self.dropout = config.dropout
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, kv_cache: KVCache | None = None, layer: int = 0) -> Tensor:
         B, T, C = x.shape        # batch, sequence length, embedding width (n_embd)
         hs = C // self.n_head    # head size
         qkv = self.c_attn(x)                                                  # (B, T, 3C)
         qkv = qkv.view(B, T, 3, self.n_head, hs).permute(2, 0, 3, 1, 4)       # (3, B, nh, T, hs)
         q, k, v = qkv[0], qkv[1], qkv[2]                                      # each (B, nh, T, hs)
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
-                                           is_causal=True)                    # (B, nh, T, hs)
+        if kv_cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
+                                               is_causal=True)                # (B, nh, T, hs)
+        else:
+            start = kv_cache.length
+            k, v = kv_cache.update(layer, k, v)                               # each (B, nh, start + T, hs)
+            if T == 1:       # one new position sees every cached one: no mask
+                y = F.scaled_dot_product_attention(q, k, v)
+            elif start == 0:
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            else:            # new position i (absolute start + i) sees keys 0..start + i
+                keep = creation.tensor(np.tri(T, start + T, start, dtype=bool))
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
         y = y.transpose(1, 2).reshape(B, T, C)                                # (B, T, nh*hs) = (B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -144,8 +202,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x: Tensor, kv_cache: KVCache | None = None, layer: int = 0) -> Tensor:
+        x = x + self.attn(self.ln_1(x), kv_cache, layer)
         x = x + self.mlp(self.ln_2(x))
         return x
 
@@ -158,6 +216,10 @@ class GPT(nn.Module):
     ``(logits, loss)``: with ``targets`` (B, T) the logits of every position (B, T, vocab) and the mean
     cross entropy (targets equal to -1 are ignored); without, only the last position's logits
     (B, 1, vocab) -- all that generation needs -- and ``None``.
+
+    ``kv_cache`` (a :class:`KVCache`, inference only) makes ``idx`` the continuation of the positions
+    already in the cache: they get positions ``kv_cache.length``.., attend to the cached keys and
+    values, and are appended to the cache.
     """
 
     def __init__(self, config: GPTConfig) -> None:
@@ -200,7 +262,8 @@ class GPT(nn.Module):
             n -= self.transformer.wpe.weight.numel()
         return n
 
-    def forward(self, idx: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    def forward(self, idx: Tensor, targets: Tensor | None = None, *, kv_cache: KVCache | None = None
+                ) -> tuple[Tensor, Tensor | None]:
         if not isinstance(idx, Tensor) or idx.ndim != 2 or idx.dtype not in (_dt.int64, _dt.int32):
             raise ShapeError(f"GPT.forward: idx must be an int64 tensor of token ids with shape (B, T), got "
                              f"{type(idx).__name__ if not isinstance(idx, Tensor) else f'{idx.shape} {idx.dtype}'}"
@@ -211,13 +274,16 @@ class GPT(nn.Module):
                              f"{self.config.block_size}\n  help: pass the last {self.config.block_size} tokens "
                              f"(idx[:, -{self.config.block_size}:]) or build the model with a larger "
                              f"GPTConfig.block_size")
-        pos = creation.arange(T, dtype=_dt.int64)                              # (T,)
+        start = 0 if kv_cache is None else self._check_cache(kv_cache, B, T)
+        pos = creation.arange(start, start + T, dtype=_dt.int64)               # (T,)
         tok_emb = self.transformer.wte(idx)                                    # (B, T, C)
         pos_emb = self.transformer.wpe(pos)                                    # (T, C)
         x = self.transformer.drop(tok_emb + pos_emb)                           # (B, T, C)
-        for block in self.transformer.h:
-            x = block(x)
+        for layer, block in enumerate(self.transformer.h):
+            x = block(x, kv_cache, layer)
         x = self.transformer.ln_f(x)                                           # (B, T, C)
+        if kv_cache is not None:
+            kv_cache.length = start + T
 
         if targets is not None:
             if tuple(targets.shape) != (B, T):
@@ -231,6 +297,31 @@ class GPT(nn.Module):
             logits = self.lm_head(x[:, -1:, :])                                # (B, 1, V)
             loss = None
         return logits, loss
+
+    def _check_cache(self, cache: KVCache, B: int, T: int) -> int:
+        """The first position of the new tokens; raises unless ``cache`` fits this model and input."""
+        where = "GPT.forward(kv_cache=...)"
+        if not isinstance(cache, KVCache):
+            raise TypeError(f"{where}: expected a KVCache, got {type(cache).__name__}\n"
+                            f"  help: cache = KVCache(model.config, batch_size=B, dtype=model.lm_head.weight.dtype)")
+        if is_grad_enabled():
+            raise RuntimeError(f"{where}: the KV cache stores values without autograd history, so it is for "
+                               f"inference only\n  help: run under `with suanli.no_grad():` (generate() does)")
+        cfg, dtype = self.config, self.lm_head.weight.dtype
+        want = (B, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head)
+        if len(cache.k) != cfg.n_layer or cache.k[0].shape != want:
+            raise ShapeError(f"{where}: the cache does not fit: it holds {len(cache.k)} layers of "
+                             f"{cache.k[0].shape if cache.k else ()}, this model and idx {(B, T)} need "
+                             f"{cfg.n_layer} layers of {want} (batch, heads, block_size, head size)"
+                             f"\n  help: KVCache(model.config, batch_size={B}, dtype={dtype})")
+        if cache.dtype != dtype:
+            raise TypeError(f"{where}: cache dtype {cache.dtype} differs from the model's {dtype}"
+                            f"\n  help: KVCache(model.config, batch_size={B}, dtype={dtype})")
+        if cache.length < 0 or cache.length + T > cfg.block_size:
+            raise ShapeError(f"{where}: {T} new positions after the {cache.length} cached ones go past "
+                             f"block_size {cfg.block_size}\n  help: start again with cache.reset() and the "
+                             f"last {cfg.block_size} tokens (generate() does this)")
+        return cache.length
 
     def crop_block_size(self, block_size: int) -> None:
         """Shrink the context (e.g. a pretrained model used with shorter sequences): keeps the first
@@ -264,12 +355,18 @@ class GPT(nn.Module):
 
     @no_grad()
     def generate(self, idx: Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 generator: Generator | None = None) -> Tensor:
+                 generator: Generator | None = None, use_cache: bool = True) -> Tensor:
         """Append ``max_new_tokens`` sampled tokens to ``idx`` (B, T) and return (B, T + max_new_tokens).
 
-        Each step feeds the last ``block_size`` tokens, divides the last logits by ``temperature``,
-        keeps the ``top_k`` largest (if given) and samples from the softmax with ``generator`` (the
-        default generator if ``None``). Call ``model.eval()`` first when the model has dropout.
+        Each step takes the logits of the last position given the last ``block_size`` tokens, divides
+        them by ``temperature``, keeps the ``top_k`` largest (if given) and samples from the softmax
+        with ``generator`` (the default generator if ``None``; ``top_k=1`` is greedy). Call
+        ``model.eval()`` first when the model has dropout.
+
+        ``use_cache=True`` keeps a :class:`KVCache`: the prompt is run once (prefill), then each step
+        runs only the new token. Once the sequence is longer than ``block_size`` the window slides, so
+        every position shifts; each step then crops to the last ``block_size`` tokens and prefills again,
+        exactly what ``use_cache=False`` computes (as nanoGPT).
         """
         if temperature <= 0:
             raise ValueError(f"GPT.generate: temperature must be > 0, got {temperature}; for greedy decoding "
@@ -278,9 +375,17 @@ class GPT(nn.Module):
             raise ValueError(f"GPT.generate: top_k must be >= 1 or None, got {top_k}")
         draw = rng(generator)
         tokens = np.asarray(idx.numpy(), dtype=np.int64)                      # (B, T)
+        bs = self.config.block_size
+        cache = KVCache(self.config, len(tokens), self.lm_head.weight.dtype) if use_cache else None
         for _ in range(max_new_tokens):
-            context = tokens[:, -self.config.block_size:]                       # (B, <= block_size)
-            logits, _ = self(creation.tensor(context, dtype=_dt.int64))
+            n = tokens.shape[1]
+            if cache is not None and cache.length == n - 1 and n <= bs:
+                new = tokens[:, -1:]                 # the cache holds every earlier position: decode one
+            else:
+                new = tokens[:, -bs:]                # no cache, first step, or the window slid: (re)prefill
+                if cache is not None:
+                    cache.reset()
+            logits, _ = self(creation.tensor(new, dtype=_dt.int64), kv_cache=cache)
             logits = logits.numpy()[:, -1, :].astype(np.float64) / temperature  # (B, V)
             if top_k is not None and top_k < logits.shape[-1]:
                 kth = np.partition(logits, -top_k, axis=-1)[:, [-top_k]]       # (B, 1): the k-th largest

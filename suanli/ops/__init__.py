@@ -5,6 +5,7 @@
 primitive               diff  vjp  jvp  view  lowerings
 """
 from . import conv, elementwise, fused, indexing, inplace, linalg, onnx_prims, reduction, shape  # noqa: F401
+from . import layout  # noqa: F401  (blocked NCHWc reorders and conv, used by the layout_nchwc pass)
 from .conv import *  # noqa: F401,F403
 from .elementwise import *  # noqa: F401,F403
 from .indexing import *  # noqa: F401,F403

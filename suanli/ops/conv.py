@@ -20,7 +20,8 @@ The input gradient is one GEMM followed by ``kh * kw`` strided slice-adds (col2i
 Temporaries live in a reusable per-thread workspace: on a VM a fresh multi-megabyte array costs more
 in page faults than the copy that fills it (see :class:`_Workspace`).
 Where the per-layer policy ``suanli.inference.conv_kernels.choose_conv_kernel`` picks a native kernel
-(Winograd F(4x4, 3x3) for wide 3x3 stride-1 layers, direct depthwise), each of the three primitives
+(Winograd F(4x4, 3x3) for wide 3x3 stride-1 layers, direct depthwise, direct small-channel stride-1
+convolution without a column matrix), each of the three primitives
 runs it instead (:func:`_native`); the GEMM path stays the fallback (no C compiler, ``SUANLI_NATIVE=0``)
 and the reference the kernels are tested against.
 
@@ -1032,6 +1033,18 @@ def _tiled_mean(x: Tensor, kernel_size: tuple[int, int], Ho: int, Wo: int) -> Te
 def _avg_tiles_impl(x, *, kernel_size):
     kh, kw = kernel_size
     Ho, Wo = x.shape[-2] // kh, x.shape[-1] // kw
+    if x.shape[-2:] == (Ho * kh, Wo * kw) and x.flags.c_contiguous and x.size:
+        # tiles exactly cover the planes: sum the kh rows of each tile row as (M, Wo, kw) slabs,
+        # then the kw columns -- contiguous adds, ~30% faster than kh * kw strided ones (LeNet S2)
+        rows = x.reshape(-1, kh, Wo, kw)
+        acc = rows[:, 0] + rows[:, 1] if kh > 1 else rows[:, 0].copy()
+        for i in range(2, kh):
+            acc += rows[:, i]
+        out = acc[..., 0] + acc[..., 1] if kw > 1 else acc[..., 0].copy()
+        for j in range(2, kw):
+            out += acc[..., j]
+        out *= out.dtype.type(1.0 / (kh * kw))
+        return out.reshape(*x.shape[:-2], Ho, Wo)
     out = np.array(x[..., 0:Ho * kh:kh, 0:Wo * kw:kw])
     for i in range(kh):
         for j in range(kw):
@@ -1045,6 +1058,9 @@ def _avg_tiles_grad_impl(g, *, kernel_size, input_size):
     kh, kw = kernel_size
     H, W = input_size
     Ho, Wo = g.shape[-2:]
+    if (H, W) == (Ho * kh, Wo * kw):       # two np.repeat passes beat kh * kw strided stores by ~25%
+        share = g * g.dtype.type(1.0 / (kh * kw))
+        return np.repeat(np.repeat(share, kw, axis=-1), kh, axis=-2)
     out = np.empty(g.shape[:-2] + (H, W), g.dtype)
     if (H, W) != (Ho * kh, Wo * kw):
         out[..., Ho * kh:, :] = 0

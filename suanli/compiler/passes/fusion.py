@@ -26,17 +26,20 @@ True
 """
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import os
+from dataclasses import dataclass
+
+import numpy as np
 
 from ... import native
 from ...graph import Graph, Node, Value, has_sym
 from ..codegen import _preamble, generate
+from ..codegen_rows import lower_native_ops
 from ..group import ELEMENTWISE_OPS, FusedGroup
-from ..kernels import FusedKernel, _has_libmvec
+from ..kernels import FusedKernel, _has_libmvec, compile_flags
 
-__all__ = ["fuse_elementwise"]
+__all__ = ["fuse_elementwise", "fuse_stack", "lower_native_ops", "StackKernel"]
 
 _DTYPES = ("float32", "float64", "bool")
 
@@ -86,21 +89,115 @@ def build_all(groups: list[FusedGroup]) -> list[FusedKernel]:
     if os.environ.get("SUANLI_DEBUG_CODEGEN", "0") not in ("", "0"):
         print(f"[suanli] codegen: source of {len(groups)} fused kernels\n{source}")
     name = "fused_graph_" + hashlib.sha256(source.encode()).hexdigest()[:8]
-    lib = native.compile_source(name, source, openmp=True, libs=("mvec",) if vector_math else ())
-    kernels = []
-    for k, g in enumerate(groups):
-        fn = None
-        if lib is not None:
-            fn = getattr(lib, f"kernel{k}")
-            n_ptr = len(g.inputs) + len(g.outputs) - (1 if g.inplace else 0) + sum(1 for n in g.nodes if n.reduce == "all")
-            fn.argtypes = [ctypes.c_void_p] * n_ptr + [ctypes.c_int]
-            fn.restype = None
-        kernels.append(FusedKernel(g, bodies[k], fn))
-    return kernels
+    lib = native.compile_source(name, source, flags=compile_flags(), libs=("mvec",) if vector_math else ())
+    return [FusedKernel(g, bodies[k], lib, f"kernel{k}") for k, g in enumerate(groups)]
+
+
+@dataclass(frozen=True)
+class _Decl:
+    shape: tuple
+    dtype: np.dtype
+
+
+@dataclass
+class _StackGroup:
+    """What a ``fused`` stack node declares (the verifier checks inputs/outputs)."""
+    inputs: list
+    outputs: list
+
+
+class StackKernel:
+    """``kernel(*pieces) -> [out]``: ``np.stack(pieces)`` (optionally permuted by ``perm`` and made
+    contiguous) in one strided copy per piece, no zero-filled temporaries."""
+
+    def __init__(self, shape: tuple, dtype: np.dtype, perm: tuple | None) -> None:
+        self.shape, self.dtype, self.perm = tuple(shape), np.dtype(dtype), perm
+        self.out_shape = self.shape if perm is None else tuple(self.shape[p] for p in perm)
+
+    def __call__(self, *pieces: np.ndarray) -> list[np.ndarray]:
+        out = np.empty(self.out_shape, self.dtype)
+        view = out if self.perm is None else out.transpose(np.argsort(self.perm))
+        for k, piece in enumerate(pieces):
+            view[k] = piece
+        return [out]
+
+
+def _zero_scatter(v: Value, users: dict[int, list[Node]], returned: set[int]) -> tuple[int, Value] | None:
+    """(k, piece) if ``v`` is ``index_put(zeros, piece, basic=(k,))`` read by one node only."""
+    p = v.producer
+    if p is None or p.op != "index_put" or len(p.inputs) != 2 or p.attrs.get("adv") != () \
+            or p.attrs.get("accumulate") or len(users.get(v.id, ())) != 1 or v.id in returned:
+        return None
+    basic = p.attrs.get("basic")
+    if not (isinstance(basic, tuple) and len(basic) == 1 and isinstance(basic[0], int) and basic[0] >= 0):
+        return None
+    z = p.inputs[0].producer
+    if z is None or z.op != "constant" or tuple(p.inputs[1].shape) != tuple(v.shape[1:]):
+        return None
+    value = z.attrs.get("value")
+    if not isinstance(value, np.ndarray) or value.shape != tuple(v.shape) or np.any(value):
+        return None
+    return basic[0], p.inputs[1]
+
+
+def fuse_stack(graph: Graph) -> Graph:
+    """``index_put(zeros, a, [0]) + index_put(zeros, b, [1]) + ...`` covering every slot of dim 0 --
+    the backward of ``x.unbind(0)`` / a qkv split -- becomes one ``fused`` node that stacks the pieces
+    (and absorbs a following ``permute``, writing the permuted layout directly so that the usual
+    ``reshape`` after it is free). Exact: the sum adds zeros only."""
+    users: dict[int, list[Node]] = {}
+    for n in graph.nodes:
+        for v in n.inputs:
+            users.setdefault(v.id, []).append(n)
+    returned = {v.id for v in graph.outputs}
+    replace: dict[int, Node] = {}
+    dropped: set[int] = set()
+    for root in graph.nodes:
+        if root.op != "add" or id(root) in dropped or has_sym(root.outputs[0].shape):
+            continue
+        out = root.outputs[0]
+        # the add tree: internal adds read once, leaves are zero scatters
+        leaves, inner, stack = [], [root], list(root.inputs)
+        while stack:
+            v = stack.pop()
+            p = v.producer
+            if p is not None and p.op == "add" and len(users.get(v.id, ())) == 1 and v.id not in returned \
+                    and tuple(v.shape) == tuple(out.shape):
+                inner.append(p)
+                stack.extend(p.inputs)
+            else:
+                leaves.append(v)
+        found = [_zero_scatter(v, users, returned) for v in leaves]
+        if any(f is None for f in found) or not out.shape or sorted(k for k, _ in found) != list(range(out.shape[0])):
+            continue
+        if any(v.dtype != out.dtype or tuple(v.shape) != tuple(out.shape) for v in leaves):
+            continue
+        pieces = [piece for _, piece in sorted(found, key=lambda f: f[0])]
+        perm, final = None, out
+        readers = users.get(out.id, ())
+        if len(readers) == 1 and readers[0].op == "permute" and out.id not in returned:
+            perm, final = tuple(readers[0].attrs["perm"]), readers[0].outputs[0]
+            dropped.add(id(readers[0]))
+        kernel = StackKernel(tuple(out.shape), out.dtype, perm)
+        group = _StackGroup([_Decl(tuple(v.shape), v.dtype) for v in pieces], [_Decl(tuple(final.shape), final.dtype)])
+        ops = f"stack[{len(pieces)}]" + (f"+permute{perm}" if perm else "")
+        last = readers[0] if perm else root
+        replace[id(last)] = Node("fused", pieces, {"ops": ops, "group": group, "kernel": kernel}, [final])
+        dropped.update(id(n) for n in inner)
+        dropped.update(id(v.producer) for v in leaves)
+    if not replace:
+        return graph
+    kept = [replace.get(id(n), n) for n in graph.nodes if id(n) in replace or id(n) not in dropped]
+    # the zero constants the scatters read may be dead now
+    live = {v.id for n in kept for v in n.inputs} | returned
+    graph.nodes = [n for n in kept if not (n.op == "constant" and all(v.id not in live for v in n.outputs))]
+    return graph
 
 
 def fuse_elementwise(graph: Graph, min_nodes: int = 2) -> Graph:
-    """Replace convex groups of same-shape elementwise nodes by ``fused`` nodes (top level only)."""
+    """Replace convex groups of same-shape elementwise nodes by ``fused`` nodes (top level only);
+    first, :func:`fuse_stack` turns sums of zero scatters (a split's backward) into stacks."""
+    graph = fuse_stack(graph)
     nodes = graph.nodes
     users: dict[int, list[int]] = {}
     for k, n in enumerate(nodes):

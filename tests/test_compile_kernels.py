@@ -1,0 +1,381 @@
+"""The compiler's native kernels beyond elementwise fusion: the thread pool (``fused_pool.c``), the
+row kernels (softmax / softmax_grad / standardize / standardize_grad, ``codegen_rows``) and the
+stack fusion of a split's backward (``passes.fusion.fuse_stack``).
+
+Oracles: the registry's NumPy ``impl`` (what eager runs), torch (float64 and float32, values and
+gradients), and eager suanli for whole compiled functions (forward and gradients)."""
+import ctypes
+
+import numpy as np
+import pytest
+import torch
+
+import suanli
+import suanli.nn.functional as F
+from suanli import native
+from suanli.compiler import kernels
+from suanli.compiler.codegen_rows import RowKernel, lower_native_ops
+from suanli.compiler.passes.fusion import StackKernel, fuse_stack
+from suanli.graph import Graph, interpret
+from suanli.graph.interpret import run_primitive
+
+needs_cc = pytest.mark.skipif(native.compile_source("probe", "int probe(void) { return 1; }") is None,
+                              reason="no working C compiler here")
+TOL = {"float64": 1e-10, "float32": 1e-5}
+
+
+def _close(a, b, dtype):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    scale = max(1.0, float(np.abs(b).max()))
+    np.testing.assert_allclose(a, b, rtol=TOL[dtype], atol=TOL[dtype] * scale)
+
+
+@pytest.fixture(params=[1, 2])
+def threads(request):
+    kernels.set_num_threads(request.param)
+    old, kernels.PARALLEL_MIN_ELEMENTS = kernels.PARALLEL_MIN_ELEMENTS, 1     # threads even on small inputs
+    yield request.param
+    kernels.PARALLEL_MIN_ELEMENTS = old
+    kernels.set_num_threads(None)
+
+
+# ---------------------------------------------------------------------------------------- pool
+@needs_cc
+@pytest.mark.parametrize("ntasks,nt", [(0, 2), (1, 2), (5, 2), (7, 3), (100, 4), (3, 8)])
+def test_pool_runs_every_task_once(ntasks, nt):
+    lib = native.compile_source("pool_probe", "void f(void **a, long t0, long t1) {\n"
+                                "    int *hits = (int *)a[0];\n"
+                                "    for (long t = t0; t < t1; t++) hits[t] += 1;\n}\n")
+    fn, addr = kernels.bind(lib, "f")
+    hits = np.zeros(max(ntasks, 1), np.int32)
+    kernels.run_tasks(fn, addr, (ctypes.c_void_p * 1)(hits.ctypes.data), ntasks, nt)
+    assert hits[:ntasks].tolist() == [1] * ntasks
+
+
+# ---------------------------------------------------------------------------------- row kernels
+SHAPES = [(3, 5, 7), (2, 4, 64, 64), (6, 1), (4, 65)]
+
+
+def _rand(shape, dtype, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype) * 3
+
+
+@needs_cc
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("causal", [False, True])
+def test_softmax_kernels_match_numpy_and_torch(dtype, shape, causal, threads):
+    if causal and len(shape) < 2:
+        pytest.skip("causal needs 2 dims")
+    x, g = _rand(shape, dtype), _rand(shape, dtype, 1)
+    attrs = {"dim": len(shape) - 1, "causal": causal}
+    fwd = RowKernel("softmax", shape, dtype, attrs)
+    bwd = RowKernel("softmax_grad", shape, dtype, {"dim": len(shape) - 1})
+    assert fwd.native and bwd.native
+    y = fwd(x)[0]
+    _close(y, run_primitive("softmax", [x], attrs), dtype)
+    gx = bwd(y, g)[0]
+    _close(gx, run_primitive("softmax_grad", [y, g], {"dim": len(shape) - 1}), dtype)
+    tx = torch.tensor(x, requires_grad=True)
+    scores = tx
+    if causal:
+        mask = torch.ones(shape[-2:], dtype=torch.bool).triu(1)
+        scores = tx.masked_fill(mask, float("-inf"))
+    ty = torch.softmax(scores, -1)
+    ty.backward(torch.tensor(g))
+    _close(y, ty.detach().numpy(), dtype)
+    _close(gx, tx.grad.numpy(), dtype)
+    assert y.dtype == gx.dtype == np.dtype(dtype)
+
+
+@needs_cc
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("shape,axes", [((3, 5, 7), (2,)), ((4, 6, 128), (2,)), ((2, 3, 4, 5), (2, 3)), ((5, 1), (1,))])
+def test_layer_norm_kernels_match_numpy_and_torch(dtype, shape, axes, threads):
+    x, g = _rand(shape, dtype) + 2, _rand(shape, dtype, 1)
+    attrs = {"axes": axes, "eps": 1e-5}
+    y = RowKernel("standardize", shape, dtype, attrs)(x)[0]
+    _close(y, run_primitive("standardize", [x], attrs), dtype)
+    gx = RowKernel("standardize_grad", shape, dtype, attrs)(x, y, g)[0]
+    _close(gx, run_primitive("standardize_grad", [x, y, g], attrs), dtype)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = torch.nn.functional.layer_norm(tx, shape[len(shape) - len(axes):], eps=1e-5)
+    ty.backward(torch.tensor(g))
+    _close(y, ty.detach().numpy(), dtype)
+    _close(gx, tx.grad.numpy(), dtype)
+
+
+@needs_cc
+@pytest.mark.parametrize("op", ["softmax", "softmax_grad", "standardize", "standardize_grad"])
+def test_row_kernels_are_thread_count_independent(op):
+    shape = (3, 4, 33, 33)
+    attrs = {"dim": 3, "causal": True} if op == "softmax" else {"dim": 3} if op == "softmax_grad" \
+        else {"axes": (3,), "eps": 1e-5}
+    args = [_rand(shape, "float32", k) for k in range({"softmax": 1, "softmax_grad": 2}.get(op, 3 if "grad" in op else 1))]
+    results = []
+    old, kernels.PARALLEL_MIN_ELEMENTS = kernels.PARALLEL_MIN_ELEMENTS, 1
+    try:
+        for nt in (1, 2, 3):
+            kernels.set_num_threads(nt)
+            results.append(RowKernel(op, shape, "float32", attrs)(*args)[0])
+    finally:
+        kernels.PARALLEL_MIN_ELEMENTS = old
+        kernels.set_num_threads(None)
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+
+
+@needs_cc
+@pytest.mark.parametrize("causal", [False, True])
+def test_softmax_kernel_nan_and_inf_rows_as_numpy(causal):
+    x = _rand((2, 6, 6), "float32")
+    x[0, 4, 1] = np.nan            # a visible key: the whole row is NaN (masked keys too), as NumPy
+    x[1, 2, 5] = np.nan            # masked under causal: the row stays finite there
+    x[1, 3, 0] = np.inf
+    attrs = {"dim": 2, "causal": causal}
+    got = RowKernel("softmax", x.shape, "float32", attrs)(x)[0]
+    with np.errstate(all="ignore"):
+        want = run_primitive("softmax", [x], attrs)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-6, atol=1e-7)
+
+
+def test_row_kernel_without_native_code_runs_numpy():
+    x = _rand((3, 8), "float64")
+    with native.disabled():
+        k = RowKernel("softmax", x.shape, "float64", {"dim": 1, "causal": False})
+        assert not k.native
+        np.testing.assert_array_equal(k(x)[0], run_primitive("softmax", [x], {"dim": 1, "causal": False}))
+
+
+# --------------------------------------------------------------------------------- the passes
+def _attention_block(x, w, ln_w):
+    h = F.layer_norm(x, (x.shape[-1],), ln_w, None)
+    q, k, v = (h @ w).reshape(x.shape[0], x.shape[1], 3, 2, -1).permute(2, 0, 3, 1, 4).unbind(0)
+    att = F.softmax(q @ k.transpose(-1, -2) * 0.5, dim=-1)
+    y = (att @ v).transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)
+    return (y * y).sum() + h.sum()
+
+
+@needs_cc
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_compiled_attention_block_uses_native_kernels_and_matches_eager_and_torch(dtype):
+    suanli.set_default_dtype(getattr(suanli, dtype))
+    try:
+        rng = np.random.default_rng(0)
+        xs, ws, ls = rng.standard_normal((3, 5, 8)), rng.standard_normal((8, 24)) * 0.3, rng.standard_normal(8)
+        x, w, lw = (suanli.tensor(a.astype(dtype), requires_grad=True) for a in (xs, ws, ls))
+
+        def step(x):
+            loss = _attention_block(x, w, lw)
+            loss.backward()
+            return loss
+
+        compiled = suanli.compile(step)
+        got = compiled(x).item()
+        got_grads = [t.grad.numpy().copy() for t in (x, w, lw)]
+        for t in (x, w, lw):
+            t.grad = None
+        want = step(x).item()
+        _close(got, want, dtype)
+        for t, gg in zip((x, w, lw), got_grads):
+            _close(gg, t.grad.numpy(), dtype)
+        ops = [n.attrs.get("ops", "") for n in compiled.last_plan.graph.nodes if n.op == "fused"]
+        assert any(o.startswith("softmax[native]") for o in ops) and any(o.startswith("softmax_grad") for o in ops)
+        assert any(o.startswith("standardize[native]") for o in ops)
+        assert any(o.startswith("standardize_grad+weight_grad[native]") for o in ops)
+        assert any(o.startswith("stack[3]") for o in ops)
+        from suanli.compiler.codegen_rows import _blas_gemm
+        if _blas_gemm() is not None:
+            assert any(o.startswith("batched_matmul[native]+permute") for o in ops)
+        assert not any(n.op in ("softmax", "standardize", "index_put") for n in compiled.last_plan.graph.nodes)
+        tx, tw, tl = (torch.tensor(a.astype(dtype), requires_grad=True) for a in (xs, ws, ls))
+        h = torch.nn.functional.layer_norm(tx, (8,), tl, None)
+        q, k, v = (h @ tw).reshape(3, 5, 3, 2, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        ty = (torch.softmax(q @ k.transpose(-1, -2) * 0.5, -1) @ v).transpose(1, 2).reshape(3, 5, -1)
+        tloss = (ty * ty).sum() + h.sum()
+        tloss.backward()
+        _close(got, tloss.item(), dtype)
+        for gg, t in zip(got_grads, (tx, tw, tl)):
+            _close(gg, t.grad.numpy(), dtype)
+    finally:
+        suanli.set_default_dtype(suanli.float32)
+
+
+def _scatter_sum_graph(fill_value=0.0, slots=(0, 1, 2)):
+    g = Graph()
+    pieces = [g.add_input((2, 3), np.float64) for _ in slots]
+    total = None
+    for k, p in zip(slots, pieces):
+        z = g.add_node("constant", [], {"value": np.full((3, 2, 3), fill_value)}, shape=(3, 2, 3), dtype=np.float64)
+        s = g.add_node("index_put", [z, p], {"basic": (k,), "adv": (), "accumulate": False},
+                       shape=(3, 2, 3), dtype=np.float64)
+        total = s if total is None else g.add_node("add", [total, s], shape=(3, 2, 3), dtype=np.float64)
+    g.outputs = [g.add_node("permute", [total], {"perm": (1, 0, 2)}, shape=(2, 3, 3), dtype=np.float64)]
+    return g
+
+
+def test_fuse_stack_rewrites_zero_scatter_sums_exactly():
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal((2, 3)) for _ in range(3)]
+    g = _scatter_sum_graph()
+    want = interpret(g, *arrays)[0]
+    fused = fuse_stack(g)
+    assert [n.op for n in fused.nodes] == ["fused"] and fused.nodes[0].attrs["ops"].startswith("stack[3]+permute")
+    got = interpret(fused, *arrays)[0]
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got, np.stack(arrays).transpose(1, 0, 2))
+    assert got.flags.c_contiguous
+    assert StackKernel((3, 2, 3), np.float64, None)(*arrays)[0].tolist() == np.stack(arrays).tolist()
+
+
+@pytest.mark.parametrize("fill,slots", [(1.0, (0, 1, 2)), (0.0, (0, 1, 1))])
+def test_fuse_stack_leaves_other_scatters_alone(fill, slots):
+    g = _scatter_sum_graph(fill, slots)      # not zeros / a slot missing: the sum is not a stack
+    ops = [n.op for n in g.nodes]
+    assert [n.op for n in fuse_stack(g).nodes] == ops
+
+
+def test_lower_native_ops_skips_other_axes():
+    g = Graph()
+    x = g.add_input((4, 5), np.float64)
+    g.outputs = [g.add_node("softmax", [x], {"dim": 0, "causal": False}, shape=(4, 5), dtype=np.float64)]
+    assert [n.op for n in lower_native_ops(g).nodes] == ["softmax"]
+
+
+# ------------------------------------------------------------------------------ batched matmul
+def _views(dtype):
+    """q, k^T, v as attention makes them: strided slices of one permuted qkv array."""
+    qkv = np.random.default_rng(2).standard_normal((3, 5, 3, 2, 4)).astype(dtype).transpose(2, 0, 3, 1, 4)
+    return qkv[0], qkv[1].transpose(0, 1, 3, 2), qkv[2]
+
+
+@needs_cc
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_batched_matmul_kernel_on_strided_views_matches_numpy_and_torch(dtype, threads):
+    from suanli.compiler.codegen_rows import BmmKernel
+    q, kt, v = _views(dtype)
+    cases = [(q, kt), (np.ascontiguousarray(q), kt), (q @ kt, v), ((q @ kt).transpose(0, 1, 3, 2), q),
+             (q[:, 0], kt[:, 1]), (q[:, :, ::2], kt)]                     # 3-d; a non-unit row stride
+    for a, b in cases:
+        k = BmmKernel(a.shape, b.shape, dtype)
+        if not k.native:
+            pytest.skip("no ILP64 OpenBLAS cblas entry point in this process")
+        got = k(a, b)[0]
+        np.testing.assert_array_equal(got, np.matmul(a, b))              # the same BLAS calls as NumPy
+        _close(got, (torch.tensor(a) @ torch.tensor(b)).numpy(), dtype)
+        assert got.flags.c_contiguous and got.dtype == np.dtype(dtype)
+
+
+@needs_cc
+def test_batched_matmul_kernel_heads_last_layout():
+    from suanli.compiler.codegen_rows import BmmKernel
+    q, kt, v = _views("float32")
+    k = BmmKernel(q.shape, kt.shape, "float32", heads_last=True)
+    want = np.ascontiguousarray(np.matmul(q, kt).transpose(0, 2, 1, 3))
+    got = k(q, kt)[0]
+    assert got.shape == want.shape and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, want)
+
+
+@needs_cc
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("shape,axes", [((3, 70, 16), (2,)), ((2, 3, 4, 5), (2, 3)), ((5, 3), (1,))])
+def test_layer_norm_backward_kernel_matches_numpy_and_torch(dtype, shape, axes):
+    from suanli.compiler.codegen_rows import LayerNormGradKernel
+    x, g = _rand(shape, dtype) + 1, _rand(shape, dtype, 1)
+    w = _rand(shape[len(shape) - len(axes):], dtype, 2)
+    attrs = {"axes": axes, "eps": 1e-5}
+    y = run_primitive("standardize", [x], attrs)
+    lead = tuple(range(len(shape) - len(axes)))
+    dw_shape = (1,) * len(lead) + w.shape
+    results = []
+    old = kernels.PARALLEL_MIN_ELEMENTS
+    try:
+        kernels.PARALLEL_MIN_ELEMENTS = 1
+        for nt in (1, 2, 3):
+            kernels.set_num_threads(nt)
+            results.append(LayerNormGradKernel(shape, dtype, axes, 1e-5, dw_shape)(x, y, g, w))
+    finally:
+        kernels.PARALLEL_MIN_ELEMENTS = old
+        kernels.set_num_threads(None)
+    for r in results[1:]:                                    # same bits at any thread count
+        for a, b in zip(r, results[0]):
+            np.testing.assert_array_equal(a, b)
+    gx, dw = results[0]
+    _close(gx, run_primitive("standardize_grad", [x, y, g * w], attrs), dtype)
+    _close(dw, (g * y).sum(axis=lead, keepdims=True), dtype)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    torch.nn.functional.layer_norm(tx, w.shape, tw, None, eps=1e-5).backward(torch.tensor(g))
+    _close(gx, tx.grad.numpy(), dtype)
+    _close(dw.reshape(w.shape), tw.grad.numpy(), dtype)
+
+
+@needs_cc
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_pool_works_in_a_forked_child():
+    import os
+    x = _rand((64, 64), "float64")
+    k = RowKernel("softmax", x.shape, "float64", {"dim": 1, "causal": False})
+    old, kernels.PARALLEL_MIN_ELEMENTS = kernels.PARALLEL_MIN_ELEMENTS, 1
+    kernels.set_num_threads(2)
+    try:
+        want = k(x)[0]                        # the parent's pool has a worker now
+        pid = os.fork()
+        if pid == 0:                          # the child has no workers: the pool must start afresh
+            ok = np.array_equal(k(x)[0], want)
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    finally:
+        kernels.PARALLEL_MIN_ELEMENTS = old
+        kernels.set_num_threads(None)
+
+
+@needs_cc
+def test_blas_on_pool_gives_numpys_bits():
+    """While a plan runs, OpenBLAS's parallel jobs run on the kernels' pool: same partition of the
+    work, so the same bits as NumPy's own threads; afterwards OpenBLAS uses its own threads again."""
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((300, 700)), rng.standard_normal((700, 500))
+    want = a @ b
+    kernels.set_num_threads(2)
+    monkey = pytest.MonkeyPatch()
+    monkey.setenv("SUANLI_BLAS_POOL", "1")
+    kernels._blas_hook.cache_clear()
+    try:
+        with kernels.blas_on_pool():
+            inside = a @ b
+            inside32 = a.astype(np.float32) @ b.astype(np.float32)
+    finally:
+        kernels.set_num_threads(None)
+        monkey.undo()
+        kernels._blas_hook.cache_clear()
+    np.testing.assert_array_equal(inside, want)
+    np.testing.assert_array_equal(inside32, a.astype(np.float32) @ b.astype(np.float32))
+    np.testing.assert_array_equal(a @ b, want)
+
+
+@needs_cc
+def test_compiled_big_matmul_chain_matches_eager():
+    rng = np.random.default_rng(6)
+    x = suanli.tensor(rng.standard_normal((256, 384)).astype(np.float32), requires_grad=True)
+    w = suanli.tensor(rng.standard_normal((384, 512)).astype(np.float32) * 0.05, requires_grad=True)
+
+    def step(x):
+        loss = F.gelu(x @ w).square().mean()
+        loss.backward()
+        return loss
+
+    kernels.set_num_threads(2)
+    try:
+        got = suanli.compile(step)(x).item()
+        got_grads = [x.grad.numpy().copy(), w.grad.numpy().copy()]
+        x.grad = w.grad = None
+        want = step(x).item()
+    finally:
+        kernels.set_num_threads(None)
+    _close(got, want, "float32")
+    for g, t in zip(got_grads, (x, w)):
+        _close(g, t.grad.numpy(), "float32")

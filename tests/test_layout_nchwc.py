@@ -1,0 +1,312 @@
+"""Blocked NCHWc layout: the reorder primitives (round trips, VJP/JVP by finite differences), the blocked
+convolution against torch and between its native and NumPy paths, and the ``layout_nchwc`` pass on
+small graphs and on ResNet-18 through ``Session`` (graph verifies, reorders only at region boundaries,
+outputs equal to the untransformed session)."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import suanli
+from suanli import native, nn
+from suanli.autograd import gradcheck
+from suanli.compiler import passes as P
+from suanli.compiler.passes.layout import choose_layout, layout_nchwc
+from suanli.errors import DTypeError, ShapeError
+from suanli.graph import Graph, interpret, verify
+from suanli.inference import Session
+from suanli.models import resnet
+from suanli.ops.layout import block_weight, conv2d_nchwc, from_nchwc, max_pool2d_nchwc, to_nchwc
+
+needs_native = pytest.mark.skipif(native.load("conv_nchwc") is None, reason="no working C compiler here")
+
+
+def _blocked_reference(x: np.ndarray, b: int) -> np.ndarray:
+    """NCHWc written out element by element: out[n, c // b, h, w, c % b] = x[n, c, h, w]."""
+    N, C, H, W = x.shape
+    out = np.zeros((N, -(-C // b), H, W, b), x.dtype)
+    for c in range(C):
+        out[:, c // b, :, :, c % b] = x[:, c]
+    return out
+
+
+# ===================================================================================== reorders
+@pytest.mark.parametrize("C", [1, 5, 8, 16, 20, 33])
+@pytest.mark.parametrize("block", [8, 16])
+def test_reorder_round_trip(C, block):
+    x = np.random.default_rng(C).standard_normal((2, C, 3, 4)).astype(np.float32)
+    xb = to_nchwc(suanli.tensor(x), block)
+    np.testing.assert_array_equal(xb.numpy(), _blocked_reference(x, block))   # pad channels exactly 0
+    np.testing.assert_array_equal(from_nchwc(xb, C).numpy(), x)
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, block", [((2, 20, 5, 7), 16), ((1, 3, 9, 9), 3), ((1, 64, 40, 40), 16)])
+def test_reorder_native_and_numpy_paths_agree(shape, block, dtype):
+    x = suanli.tensor(np.random.default_rng(2).standard_normal(shape).astype(dtype))
+    fast = to_nchwc(x, block)
+    back = from_nchwc(fast, shape[1])
+    with native.disabled():
+        np.testing.assert_array_equal(to_nchwc(x, block).numpy(), fast.numpy())
+        np.testing.assert_array_equal(from_nchwc(fast, shape[1]).numpy(), back.numpy())
+    np.testing.assert_array_equal(back.numpy(), x.numpy())
+
+
+def test_native_kernel_builds_where_a_compiler_exists():
+    """The native tests skip without a compiler; with one, a kernel that fails to build must not hide
+    behind the NumPy fallback."""
+    if native.enabled() and native.compiler() is not None:
+        assert native.load("conv_nchwc") is not None
+
+
+def test_reorder_vjp_and_jvp_by_finite_differences():
+    x = suanli.tensor(np.random.default_rng(0).standard_normal((2, 5, 3, 2)), requires_grad=True)
+    assert gradcheck(lambda t: to_nchwc(t, 4), (x,))
+    xb = suanli.tensor(np.random.default_rng(1).standard_normal((2, 2, 3, 2, 4)), requires_grad=True)
+    assert gradcheck(lambda t: from_nchwc(t, 6), (xb,))
+    # second order through both (each one's VJP is the other)
+    assert suanli.autograd.gradgradcheck(lambda t: to_nchwc(t, 4) * to_nchwc(t, 4), (x,))
+
+
+def test_reorder_errors_name_the_op():
+    with pytest.raises(ShapeError, match="to_nchwc"):
+        to_nchwc(suanli.ones(2, 3, 4), 16)
+    with pytest.raises(ValueError, match="from_nchwc"):
+        from_nchwc(suanli.ones(1, 2, 3, 3, 8), 20)       # 2 blocks of 8 hold 9..16 channels
+
+
+# =================================================================================== blocked conv
+def _torch_conv(x, w, b, stride, padding, dilation):
+    y = TF.conv2d(torch.tensor(x, dtype=torch.float64), torch.tensor(w, dtype=torch.float64),
+                  torch.tensor(b, dtype=torch.float64), stride=stride, padding=padding, dilation=dilation)
+    return y.numpy()
+
+
+CASES = [  # N, C, O, H, W, k, stride, padding, dilation
+    (1, 16, 16, 9, 9, 3, 1, 1, 1),
+    (2, 20, 24, 11, 10, 3, 2, 1, 1),
+    (1, 32, 16, 8, 8, 1, 1, 0, 1),
+    (2, 16, 32, 9, 7, 1, 2, 0, 1),
+    (1, 8, 16, 20, 20, 7, 2, 3, 1),
+    (1, 17, 9, 12, 13, 3, 1, 2, 2),
+    (3, 16, 16, 15, 33, 3, (1, 2), (0, 1), 1),   # width 31 / 17: register blocks of 14 plus a remainder
+    (1, 24, 40, 5, 6, 5, 1, 2, 1),
+]
+NARROW = [  # inputs with fewer channels than a block, read as one block of C (NHWC)
+    (2, 3, 16, 17, 15, 7, 2, 3, 1),
+    (1, 5, 8, 9, 9, 3, 1, 1, 2),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("block", [8, 16])
+@pytest.mark.parametrize("case", CASES)
+def test_conv2d_nchwc_matches_torch(case, block, dtype):
+    _check_against_torch(case, block, dtype, in_block=block)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", NARROW)
+def test_conv2d_nchwc_narrow_input_matches_torch(case, dtype):
+    _check_against_torch(case, 16, dtype, in_block=case[1])
+
+
+def _check_against_torch(case, block, dtype, in_block):
+    N, C, O, H, W, k, stride, padding, dilation = case
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = (rng.standard_normal((O, C, k, k)) / np.sqrt(C * k * k)).astype(dtype)
+    b = rng.standard_normal(O).astype(dtype)
+    ref = _torch_conv(x, w, b, stride, padding, dilation)
+    res = rng.standard_normal(ref.shape).astype(dtype)
+    xb, wb = to_nchwc(suanli.tensor(x), in_block), suanli.tensor(block_weight(w, block, in_block))
+    rb = to_nchwc(suanli.tensor(res), block)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    y = conv2d_nchwc(xb, wb, suanli.tensor(b), stride=stride, padding=padding, dilation=dilation)
+    assert y.dtype == dtype
+    np.testing.assert_allclose(from_nchwc(y, O).numpy(), ref, **tol)
+    y = conv2d_nchwc(xb, wb, suanli.tensor(b), rb, stride=stride, padding=padding, dilation=dilation, relu=True)
+    np.testing.assert_allclose(from_nchwc(y, O).numpy(), np.maximum(ref + res, 0), **tol)
+    assert np.all(y.numpy()[:, -1, ..., O % block or block:] == 0)   # padded output channels stay zero
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES[:4] + CASES[6:7] + NARROW)
+def test_native_and_numpy_paths_agree(case, dtype):
+    N, C, O, H, W, k, stride, padding, dilation = case
+    bi = min(C, 16)
+    rng = np.random.default_rng(1)
+    x = suanli.tensor(rng.standard_normal((N, C, H, W)).astype(dtype))
+    wb = suanli.tensor(block_weight(rng.standard_normal((O, C, k, k)).astype(dtype), 16, bi))
+    b = suanli.tensor(rng.standard_normal(O).astype(dtype))
+
+    def run():
+        return conv2d_nchwc(to_nchwc(x, bi), wb, b, stride=stride, padding=padding, dilation=dilation,
+                            relu=True).numpy()
+
+    fast = run()
+    with native.disabled():
+        slow = run()
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(fast, slow, rtol=tol, atol=tol)
+
+
+POOLS = [  # N, C, H, W, kernel, stride, padding, dilation, ceil_mode
+    (2, 20, 13, 12, 3, 2, 1, 1, False),
+    (1, 16, 9, 10, 2, 2, 0, 1, True),
+    (1, 8, 11, 11, 3, 1, 1, 2, False),
+    (3, 33, 8, 7, (3, 2), (2, 1), (1, 0), 1, True),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", POOLS)
+def test_max_pool2d_nchwc_matches_torch(case, dtype):
+    N, C, H, W, k, s, p, d, ceil = case
+    x = np.random.default_rng(3).standard_normal((N, C, H, W)).astype(dtype)
+    x[0, 0, 1, 1] = np.nan                                        # NaN propagates, as in torch
+    want = TF.max_pool2d(torch.tensor(x), k, s, p, d, ceil_mode=ceil).numpy()
+    for block in (8, 16):
+        got = from_nchwc(max_pool2d_nchwc(to_nchwc(suanli.tensor(x), block), k, s, p, d, ceil), C).numpy()
+        np.testing.assert_array_equal(got, want)
+        if native.load("conv_nchwc") is not None:
+            with native.disabled():
+                slow = max_pool2d_nchwc(to_nchwc(suanli.tensor(x), block), k, s, p, d, ceil)
+            np.testing.assert_array_equal(from_nchwc(slow, C).numpy(), want)
+
+
+def test_conv2d_nchwc_errors():
+    xb = to_nchwc(suanli.ones(1, 16, 5, 5), 16)
+    w = block_weight(np.ones((16, 16, 3, 3), np.float32), 16)
+    with pytest.raises(ShapeError, match="conv2d_nchwc"):
+        conv2d_nchwc(xb, suanli.tensor(np.ones((16, 16, 3, 3), np.float32)))       # weight not blocked
+    with pytest.raises(ShapeError, match="conv2d_nchwc"):
+        conv2d_nchwc(xb, suanli.tensor(block_weight(np.ones((16, 32, 3, 3), np.float32), 16)))
+    with pytest.raises(DTypeError, match="conv2d_nchwc"):
+        conv2d_nchwc(xb, suanli.tensor(w.astype(np.float64)))
+    with pytest.raises(ShapeError, match="residual"):
+        conv2d_nchwc(xb, suanli.tensor(w), residual=xb[:, :, :3])
+
+
+# ========================================================================================= the pass
+_CONV = dict(dilation=(1, 1), groups=1)
+
+
+def _conv_node(g, x, w, stride=1, pad=1):
+    N, C, H, W = x.shape
+    O, _, kh, kw = w.shape
+    Ho, Wo = (H + 2 * pad - kh) // stride + 1, (W + 2 * pad - kw) // stride + 1
+    return g.add_node("conv2d", [x, g.add_constant(w)],
+                      dict(stride=(stride, stride), padding=((pad, pad), (pad, pad)), **_CONV),
+                      shape=(N, O, Ho, Wo), dtype=x.dtype)
+
+
+def _ops(graph):
+    return [n.op for n in graph.nodes if n.op != "constant"]
+
+
+def _always(*args):
+    return "nchwc"
+
+
+@pytest.mark.parametrize("C", [16, 20])
+def test_pass_keeps_a_chain_blocked_with_one_reorder_each_way(C):
+    """conv -> +bias -> relu -> conv -> (+ residual) -> clamp_min(0.5): the elementwise ops between
+    the convolutions run blocked; clamp_min(0.5) maps the zero pad channels to 0.5, so with C = 20
+    (padding) it must stay outside the region, with C = 16 (no padding) it may join."""
+    rng = np.random.default_rng(0)
+    g = Graph()
+    x = g.add_input((2, C, 6, 6), np.float32)
+    y = _conv_node(g, x, rng.standard_normal((C, C, 3, 3)).astype(np.float32) / 10)
+    y = g.add_node("add", [y, g.add_constant(rng.standard_normal((1, C, 1, 1)).astype(np.float32))],
+                   shape=y.shape, dtype=y.dtype)
+    r = g.add_node("relu", [y], shape=y.shape, dtype=y.dtype)
+    z = _conv_node(g, r, rng.standard_normal((C, C, 1, 1)).astype(np.float32), pad=0)
+    s = g.add_node("add", [z, r], shape=z.shape, dtype=z.dtype)           # residual: r has two users
+    half = g.add_constant(np.array(0.5, np.float32))
+    g.outputs = [g.add_node("clamp_min", [s, half], shape=s.shape, dtype=s.dtype)]
+    xa = rng.standard_normal((2, C, 6, 6)).astype(np.float32)
+    before = interpret(g, xa)[0]
+    g = verify(layout_nchwc(g, policy=_always))
+    ops = _ops(g)
+    assert ops.count("to_nchwc") == 1 and ops.count("from_nchwc") == 1
+    assert ops.count("conv2d_nchwc") == 2 and "conv2d" not in ops
+    clamp_after_exit = ops.index("clamp_min") > ops.index("from_nchwc")
+    assert clamp_after_exit == (C == 20)
+    np.testing.assert_allclose(interpret(g, xa)[0], before, rtol=1e-5, atol=1e-5)
+
+
+def test_pass_leaves_what_the_policy_rejects():
+    g = Graph()
+    x = g.add_input((1, 16, 16, 16), np.float32)
+    y = _conv_node(g, x, np.ones((8, 16, 3, 3), np.float32))             # 8 outputs: narrower than a block
+    g.outputs = [g.add_node("conv2d", [y, g.add_constant(np.ones((8, 1, 3, 3), np.float32))],
+                            dict(stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=8),
+                            shape=(1, 8, 16, 16), dtype=np.float32)]     # depthwise
+    assert _ops(layout_nchwc(g)) == ["conv2d", "conv2d"]
+    assert choose_layout((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1) == "nchw"
+    assert choose_layout((1, 64, 56, 56), (128, 64, 1, 1), (2, 2), ((0, 0), (0, 0)), (1, 1), 1) == "nchwc"
+
+
+def _resnet18():
+    suanli.manual_seed(0)
+    model = resnet.resnet18().eval()
+    rng = np.random.default_rng(0)
+    for mod in model.modules():          # non-trivial statistics: folded biases are not zero
+        if isinstance(mod, nn.BatchNorm2d):
+            C = mod.running_mean.shape[0]
+            mod.running_mean._data[:] = rng.normal(0, 0.1, C)
+            mod.running_var._data[:] = rng.uniform(0.5, 1.5, C)
+            mod.bias._data[:] = rng.normal(0, 0.1, C)
+    return model
+
+
+def _without_layout():
+    return [getattr(P, n) for n in P.INFERENCE if n != "layout_nchwc"]
+
+
+def _with_layout(policy=None):
+    layout = layout_nchwc if policy is None else (lambda g: layout_nchwc(g, policy=policy))
+    return [layout if n == "layout_nchwc" else getattr(P, n) for n in P.INFERENCE]
+
+
+def test_layout_pass_is_in_the_inference_list():
+    assert "layout_nchwc" in P.INFERENCE
+
+
+@pytest.mark.parametrize("policy", [None, _always])
+def test_resnet18_session_with_layout_pass(policy):
+    model = _resnet18()
+    x = suanli.randn(1, 3, 64, 64)
+    plain = Session(model, (x,), passes=_without_layout())
+    blocked = Session(model, (x,), passes=_with_layout(policy))
+    verify(blocked.graph)
+    ops = _ops(blocked.graph)
+    n_conv = _ops(plain.graph).count("conv2d")
+    assert ops.count("conv2d_nchwc") + ops.count("conv2d") == n_conv
+    # reorders only at region boundaries: none reads another reorder's result
+    for node in blocked.graph.nodes:
+        if node.op in ("to_nchwc", "from_nchwc"):
+            producer = node.inputs[0].producer
+            assert producer is None or producer.op not in ("to_nchwc", "from_nchwc")
+    assert ops[0] == "to_nchwc" and blocked.graph.nodes[-1].op != "from_nchwc"   # the stem reads NHWC
+    if policy is _always:
+        assert ops.count("conv2d_nchwc") == n_conv and "conv2d" not in ops
+        # one region: the stem reads its 3 channels as one NHWC block (relu fused), max pooling runs
+        # blocked, the blocked tensor flows to avg_pool
+        assert ops.count("to_nchwc") == 1 and ops.count("from_nchwc") == 1
+        assert ops[:3] == ["to_nchwc", "conv2d_nchwc", "max_pool2d_nchwc"]
+        assert ops[ops.index("adaptive_avg_pool2d") - 1] == "from_nchwc"
+    else:
+        assert ops.count("conv2d_nchwc") > 1
+    xa = np.random.default_rng(1).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    want, got = plain.run(None, {"input": xa})[0], blocked.run(None, {"input": xa})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+def test_pass_is_registered_and_runs_by_name():
+    from suanli.compiler.compile import _PASSES
+    P.register_all()
+    assert _PASSES["layout_nchwc"][0] is layout_nchwc and not _PASSES["layout_nchwc"][1]   # not a training default
