@@ -114,3 +114,26 @@ def test_session_from_an_onnx_file_matches_onnxruntime(tmp_path):
     assert "rsqrt" not in [n.op for n in sess.graph.nodes]
     want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"images": x.numpy()})[0]
     np.testing.assert_allclose(sess.run(None, {"images": x.numpy()})[0], want, rtol=1e-4, atol=1e-4)
+
+
+def test_blas_thread_policy_follows_where_the_flops_are():
+    """Conv nets run in suanli's own kernels (OpenBLAS single-threaded during run, so its spinning
+    workers leave our second thread a core); GEMM-bound graphs keep OpenBLAS's threads."""
+    from suanli.inference.session import flop_split
+    suanli.manual_seed(0)
+    conv = Session(CASES["resnet18"][0]().eval(), (suanli.randn(1, 3, 32, 32),))
+    ours, blas = flop_split(conv.graph)
+    assert conv.blas_single_threaded == (ours > blas) and (ours > blas or not suanli.native.enabled())
+    mlp = Session(suanli.nn.Sequential(suanli.nn.Linear(64, 256), suanli.nn.ReLU(), suanli.nn.Linear(256, 8)),
+                  (suanli.randn(16, 64),))
+    ours, blas = flop_split(mlp.graph)
+    assert ours == 0 and blas == 2 * 16 * (64 * 256 + 256 * 8) and not mlp.blas_single_threaded
+    assert "OpenBLAS keeps its threads" in mlp.explain()
+
+
+def test_blas_threads_restores_the_thread_count():
+    funcs = suanli.native._blas_thread_functions()
+    before = [get() for get, _ in funcs]
+    with suanli.native.blas_threads(1):
+        assert all(get() == 1 for get, _ in funcs)
+    assert [get() for get, _ in funcs] == before

@@ -56,11 +56,7 @@ def num_threads() -> int:
     ``OPENBLAS_NUM_THREADS`` (suanli never uses more cores than BLAS was allowed), else the core count."""
     if _threads is not None:
         return _threads
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        raw = os.environ.get(var, "").split(",")[0]
-        if raw.isdigit() and int(raw) > 0:
-            return int(raw)
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    return native.default_threads()
 
 
 def set_num_threads(n: int | None) -> None:
@@ -103,20 +99,7 @@ def run_tasks(fn: Any, addr: int, argv: Any, ntasks: int, nt: int) -> None:
         pool(addr, argv, ntasks, nt)
 
 
-def openblas_libs() -> list[Any]:
-    """The OpenBLAS libraries loaded in this process (NumPy's), found in ``/proc/self/maps``."""
-    try:
-        with open("/proc/self/maps") as f:
-            paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower() and ".so" in line})
-    except OSError:
-        return []
-    libs = []
-    for path in paths:
-        try:
-            libs.append(ctypes.CDLL(path))
-        except OSError:
-            pass
-    return libs
+openblas_libs = native.openblas_libs   # shared with the inference session's BLAS thread policy
 
 
 @functools.lru_cache(maxsize=1)

@@ -64,14 +64,15 @@ MIN_CHUNK_TILES = 128          # ... but at least this many tiles per GEMM (the 
 
 
 # ===================================================================================== threads
-_threads = min(2, os.cpu_count() or 1)
+_threads = native.default_threads()   # OMP_NUM_THREADS / OPENBLAS_NUM_THREADS, else the cores
 _pool: ThreadPoolExecutor | None = None
 _pool_pid = 0                  # a forked child inherits the pool object but not its threads
 _pool_lock = threading.Lock()
 
 
 def set_num_threads(n: int) -> None:
-    """Split the C kernels over ``n`` threads (default: min(2, cores)). OpenBLAS's own thread count
+    """Split the C kernels over ``n`` threads (default: ``OMP_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS``
+    when set, else the cores; see ``suanli.native.default_threads``). OpenBLAS's own thread count
     (``OPENBLAS_NUM_THREADS``) governs the weight-gradient GEMMs.
 
     >>> n = num_threads(); set_num_threads(1); num_threads()

@@ -23,6 +23,7 @@ True
 """
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from .. import native
 from ..errors import SuanliError, op_error
 from ..graph import Graph, Node, interpret, trace, verify
 from ..graph.interpret import bind_symbols, run_node
@@ -102,6 +104,10 @@ class Session:
                 graph = verify(p(graph))
         self.graph = graph
         self._output_names = [v.name or f"output{i}" for i, v in enumerate(graph.outputs)]
+        # the threading policy: when most FLOPs run in our own kernels, OpenBLAS gets one thread
+        # while the graph runs (its spinning workers would take our kernels' second core)
+        ours, blas = flop_split(graph)
+        self.blas_single_threaded = ours > blas
 
     # ------------------------------------------------------------------------------ metadata
     def get_inputs(self) -> list[NodeArg]:
@@ -128,7 +134,9 @@ class Session:
 
     def run(self, output_names: Sequence[str] | None, input_feed: Mapping[str, Any]) -> list[np.ndarray]:
         """Outputs (all, or those named) for ``input_feed`` (name -> array), as NumPy arrays."""
-        outs = interpret(self.graph, *self._arrays(input_feed))
+        arrays = self._arrays(input_feed)
+        with self._threading():
+            outs = interpret(self.graph, *arrays)
         if output_names is None:
             return outs
         index = {n: i for i, n in enumerate(self._output_names)}
@@ -142,12 +150,11 @@ class Session:
         """Positional form: ``sess(x)`` -> list of outputs."""
         return self.run(None, dict(zip(self._input_names, [np.asarray(a) for a in arrays])))
 
+    def _threading(self) -> Any:
+        return native.blas_threads(1) if self.blas_single_threaded else contextlib.nullcontext()
+
     # ------------------------------------------------------------------------------ profiling
-    def profile(self, input_feed: Mapping[str, Any], runs: int = 10) -> Profile:
-        """Run ``runs`` times timing every node; the median per node and the kernel that ran it."""
-        arrays = self._arrays(input_feed)
-        env = bind_symbols(self.graph, arrays)
-        times: dict[int, list[float]] = {}
+    def _profile_runs(self, arrays: list[np.ndarray], env: Any, runs: int, times: dict[int, list[float]]) -> None:
         for _ in range(runs):
             values = {v.id: a for v, a in zip(self.graph.inputs, arrays)}
             for k, node in enumerate(self.graph.nodes):
@@ -157,6 +164,14 @@ class Session:
                 times.setdefault(k, []).append(time.perf_counter() - t0)
                 for v, a in zip(node.outputs, outs):
                     values[v.id] = a
+
+    def profile(self, input_feed: Mapping[str, Any], runs: int = 10) -> Profile:
+        """Run ``runs`` times timing every node; the median per node and the kernel that ran it."""
+        arrays = self._arrays(input_feed)
+        env = bind_symbols(self.graph, arrays)
+        times: dict[int, list[float]] = {}
+        with self._threading():
+            self._profile_runs(arrays, env, runs, times)
         rows = []
         for k, node in enumerate(self.graph.nodes):
             if node.op == "constant":
@@ -169,10 +184,36 @@ class Session:
     def explain(self) -> str:
         """The traced graph, the optimized graph and the memory plan."""
         plan = self.graph.meta.get("memory_plan")
-        parts = ["=== traced ===", str(self.traced_graph), "=== optimized ===", str(self.graph)]
+        ours, blas = flop_split(self.graph)
+        parts = ["=== traced ===", str(self.traced_graph), "=== optimized ===", str(self.graph),
+                 f"=== threads ===\nsuanli kernels {ours / 1e9:.2f} GFLOP, OpenBLAS {blas / 1e9:.2f} GFLOP: "
+                 + ("OpenBLAS runs single-threaded during run()" if self.blas_single_threaded
+                    else "OpenBLAS keeps its threads")]
         if plan is not None:
             parts += ["=== memory ===", plan.summary()]
         return "\n".join(parts)
+
+
+def flop_split(graph: Graph) -> tuple[float, float]:
+    """(FLOPs in suanli's own conv kernels, FLOPs in OpenBLAS GEMMs) of ``graph``'s top-level nodes
+    (nodes with symbolic shapes are not counted)."""
+    ours = blas = 0.0
+    for node in graph.nodes:
+        try:
+            out = float(np.prod([int(d) for d in node.outputs[0].shape])) if node.outputs else 0.0
+            if node.op in ("conv2d", "conv2d_nchwc"):
+                w = [int(d) for d in node.inputs[1].shape]
+                n_out = w[0] * (w[-1] if node.op == "conv2d_nchwc" else 1)
+                flops = 2.0 * out * float(np.prod(w)) / n_out
+                if node.op == "conv2d" and kernel_of(node) in ("im2col + GEMM", "1x1 GEMM"):
+                    blas += flops
+                else:
+                    ours += flops
+            elif node.op in ("matmul", "linear", "einsum", "attention"):
+                blas += 2.0 * out * int(node.inputs[0].shape[-1])
+        except (TypeError, ValueError, IndexError):
+            continue
+    return ours, blas
 
 
 def kernel_of(node: Node) -> str:

@@ -51,7 +51,7 @@ import numpy as np
 from .._config import debug_note
 
 __all__ = ["kernel", "load", "compile_source", "default_flags", "compiler", "cache_dir", "enabled",
-           "disabled"]
+           "disabled", "default_threads", "openblas_libs", "blas_threads"]
 
 _KERNELS = Path(__file__).parent / "kernels"
 _BASE_FLAGS = (["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno"], ["-O3", "-fopenmp-simd"], ["-O3"])
@@ -303,3 +303,75 @@ def _reset() -> None:
         _loaded.clear()
         _built.clear()
     kernel.cache_clear()
+
+
+# ============================================================================ threads and OpenBLAS
+def default_threads() -> int:
+    """Threads native kernels use by default: ``OMP_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS`` when set
+    (suanli never uses more cores than BLAS was allowed, so a 1-thread benchmark is one thread),
+    else the cores this process may run on.
+
+    >>> default_threads() >= 1
+    True
+    """
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        raw = os.environ.get(var, "").split(",")[0]
+        if raw.isdigit() and int(raw) > 0:
+            return int(raw)
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def openblas_libs() -> list[ctypes.CDLL]:
+    """The OpenBLAS libraries loaded in this process (NumPy's), found in ``/proc/self/maps``."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower() and ".so" in line})
+    except OSError:
+        return []
+    libs = []
+    for path in paths:
+        try:
+            libs.append(ctypes.CDLL(path))
+        except OSError:
+            pass
+    return libs
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_thread_functions() -> list[tuple[Callable[[], int], Callable[[int], None]]]:
+    found = []
+    for lib in openblas_libs():
+        for prefix in ("scipy_openblas_", "openblas_"):
+            for suffix in ("64_", ""):
+                get = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
+                set_ = getattr(lib, f"{prefix}set_num_threads{suffix}", None)
+                if get is not None and set_ is not None:
+                    get.restype, set_.argtypes = ctypes.c_int, [ctypes.c_int]
+                    found.append((get, set_))
+                    break
+            else:
+                continue
+            break
+    return found
+
+
+@contextlib.contextmanager
+def blas_threads(n: int) -> Iterator[None]:
+    """OpenBLAS limited to ``n`` threads inside the block (a no-op where OpenBLAS is not found).
+
+    Why: after a parallel call OpenBLAS's workers busy-wait (~0.1 s), taking the core our own
+    kernels' second thread needs; a graph whose heavy work is in our kernels runs faster with BLAS on
+    one thread (ResNet-18 batch 1 at 2 threads: 21.7 -> 14.7 ms).
+
+    >>> with blas_threads(1):
+    ...     pass
+    """
+    funcs = _blas_thread_functions()
+    old = [get() for get, _ in funcs]
+    for _, set_ in funcs:
+        set_(n)
+    try:
+        yield
+    finally:
+        for (_, set_), k in zip(funcs, old):
+            set_(k)
