@@ -246,7 +246,14 @@ def test_pass_leaves_what_the_policy_rejects():
                             dict(stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=8),
                             shape=(1, 8, 16, 16), dtype=np.float32)]     # depthwise
     assert _ops(layout_nchwc(g)) == ["conv2d", "conv2d"]
-    assert choose_layout((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1) == "nchw"
+    from suanli.inference import conv_kernels
+    n = conv_kernels.num_threads()
+    try:                                  # Winograd layers: NCHW at one kernel thread, blocked at two
+        for threads, want in ((1, "nchw"), (2, "nchwc")):
+            conv_kernels.set_num_threads(threads)
+            assert choose_layout((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1) == want
+    finally:
+        conv_kernels.set_num_threads(n)
     assert choose_layout((1, 64, 56, 56), (128, 64, 1, 1), (2, 2), ((0, 0), (0, 0)), (1, 1), 1) == "nchwc"
 
 
