@@ -20,7 +20,6 @@ import argparse
 import datetime
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -168,21 +167,10 @@ def main() -> None:
             print(json.dumps(_child(case, threads[0], not args.no_torch_compile, args.profile)), flush=True)
         return
     sys.path.insert(0, HERE)
-    from _harness import machine, print_table
+    from _harness import machine, print_table, run_children
     print(f"# suanli.compile vs torch ({datetime.date.today()}, {machine()})")
-    results = []
-    for n in threads:
-        env = {**os.environ, "OMP_NUM_THREADS": str(n), "OPENBLAS_NUM_THREADS": str(n), "MKL_NUM_THREADS": str(n)}
-        cmd = [sys.executable, __file__, "--child", "--threads", str(n)] + [a for c in cases for a in ("--case", c)]
-        if args.no_torch_compile:
-            cmd.append("--no-torch-compile")
-        if args.profile:
-            cmd.append("--profile")
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if r.returncode != 0:
-            sys.stderr.write(r.stderr)
-            raise SystemExit(f"benchmark child with {n} threads failed")
-        results += [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    extra = (["--no-torch-compile"] if args.no_torch_compile else []) + (["--profile"] if args.profile else [])
+    results = run_children(__file__, threads, cases, extra)
     ms = lambda s: f"{s * 1e3:.1f} ms"     # noqa: E731
     rows = []
     for r in sorted(results, key=lambda d: (list(CASES).index(d["case"]), d["threads"])):

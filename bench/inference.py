@@ -25,7 +25,6 @@ import datetime
 import io
 import json
 import os
-import subprocess
 import sys
 import warnings
 
@@ -379,17 +378,9 @@ def main() -> None:
                 print(json.dumps(r), flush=True)
         return
     sys.path.insert(0, HERE)
-    from _harness import machine, print_table
+    from _harness import machine, print_table, run_children
     print(f"# suanli Session vs onnxruntime vs torch eager ({datetime.date.today()}, {machine()})")
-    results = []
-    for n in threads:
-        env = {**os.environ, "OMP_NUM_THREADS": str(n), "OPENBLAS_NUM_THREADS": str(n), "MKL_NUM_THREADS": str(n)}
-        cmd = [sys.executable, __file__, "--child", "--threads", str(n)] + [a for c in cases for a in ("--case", c)]
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if r.returncode != 0:
-            sys.stderr.write(r.stderr)
-            raise SystemExit(f"benchmark child with {n} threads failed")
-        results += [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    results = run_children(__file__, threads, cases)
     ms = lambda s: f"{s * 1e3:.1f} ms"     # noqa: E731
     rows = [[CASES[r["case"]], str(r["batch"]), str(r["threads"]), ms(r["suanli_s"]), ms(r["ort_s"]), ms(r["torch_s"]),
              f"{r['suanli_s'] / r['ort_s']:.2f}x", f"{r['torch_s'] / r['suanli_s']:.2f}x", f"{r['rel_err']:.1e}"]

@@ -19,7 +19,6 @@ import argparse
 import datetime
 import json
 import os
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -111,18 +110,10 @@ def main() -> None:
         return
 
     sys.path.insert(0, HERE)
-    from _harness import machine, print_table
+    from _harness import machine, print_table, run_children
 
     print(f"# suanli vs torch eager: training steps ({datetime.date.today()}, {machine()})")
-    results = []
-    for n in threads:
-        env = {**os.environ, "OMP_NUM_THREADS": str(n), "OPENBLAS_NUM_THREADS": str(n), "MKL_NUM_THREADS": str(n)}
-        cmd = [sys.executable, __file__, "--child", "--threads", str(n)] + [a for c in cases for a in ("--case", c)]
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if r.returncode != 0:
-            sys.stderr.write(r.stderr)
-            raise SystemExit(f"benchmark child with {n} threads failed")
-        results += [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    results = run_children(__file__, threads, cases)
     rows = []
     for res in sorted(results, key=lambda d: (list(CASES).index(d["case"]), d["threads"])):
         ratio = res["suanli_s"] / res["torch_s"]
