@@ -134,7 +134,23 @@ def test_blas_thread_policy_follows_where_the_flops_are():
 
 def test_blas_threads_restores_the_thread_count():
     funcs = suanli.native._blas_thread_functions()
+    if not funcs:
+        pytest.skip("NumPy's OpenBLAS was not found in this process")
     before = [get() for get, _ in funcs]
     with suanli.native.blas_threads(1):
         assert all(get() == 1 for get, _ in funcs)
+    assert [get() for get, _ in funcs] == before
+
+
+def test_overlapping_blas_blocks_restore_the_outer_setting():
+    funcs = suanli.native._blas_thread_functions()
+    if not funcs:
+        pytest.skip("NumPy's OpenBLAS was not found in this process")
+    before = [get() for get, _ in funcs]
+    outer, inner = suanli.native.blas_threads(1), suanli.native.blas_threads(1)
+    outer.__enter__()
+    inner.__enter__()
+    outer.__exit__(None, None, None)          # the first one out must not restore while another is inside
+    assert all(get() == 1 for get, _ in funcs)
+    inner.__exit__(None, None, None)
     assert [get() for get, _ in funcs] == before

@@ -355,6 +355,11 @@ def _blas_thread_functions() -> list[tuple[Callable[[], int], Callable[[int], No
     return found
 
 
+_blas_lock = threading.Lock()
+_blas_depth = 0                 # blocks inside blas_threads, over all threads
+_blas_saved: list[int] = []     # OpenBLAS's thread counts before the outermost block
+
+
 @contextlib.contextmanager
 def blas_threads(n: int) -> Iterator[None]:
     """OpenBLAS limited to ``n`` threads inside the block (a no-op where OpenBLAS is not found).
@@ -366,12 +371,19 @@ def blas_threads(n: int) -> Iterator[None]:
     >>> with blas_threads(1):
     ...     pass
     """
+    global _blas_depth, _blas_saved
     funcs = _blas_thread_functions()
-    old = [get() for get, _ in funcs]
-    for _, set_ in funcs:
-        set_(n)
+    with _blas_lock:          # process-wide setting: the outermost block (of any thread) restores it
+        if _blas_depth == 0:
+            _blas_saved = [get() for get, _ in funcs]
+        _blas_depth += 1
+        for _, set_ in funcs:
+            set_(n)
     try:
         yield
     finally:
-        for (_, set_), k in zip(funcs, old):
-            set_(k)
+        with _blas_lock:
+            _blas_depth -= 1
+            if _blas_depth == 0:
+                for (_, set_), k in zip(funcs, _blas_saved):
+                    set_(k)
