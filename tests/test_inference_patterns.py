@@ -491,3 +491,34 @@ def test_suanli_gpt_session_fuses_causal_attention():
         want = model(idx)
     want = want[0] if isinstance(want, tuple) else want
     np.testing.assert_allclose(sess(idx.numpy())[0], want.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mask_shape,causal", [(None, False), ((2, 1, 1, 96), False), ((96,), False),
+                                               (None, True), ((96, 96), True)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_attention_is_thread_count_invariant_and_matches_torch(mask_shape, causal, dtype):
+    """The attention primitive gives the same bits at one and two threads, equal to torch's."""
+    from suanli.inference import conv_kernels
+    from suanli.ops.fused_layers import _attention_impl
+    rng = np.random.default_rng(3)
+    q, k, v = (rng.standard_normal((2, 6, 96, 16)).astype(dtype) for _ in range(3))
+    kt = np.ascontiguousarray(np.swapaxes(k, -1, -2))
+    mask = (rng.standard_normal(mask_shape).astype(dtype),) if mask_shape else ()
+    n = conv_kernels.num_threads()
+    try:
+        conv_kernels.set_num_threads(1)
+        one = _attention_impl(q, kt, v, *mask, scale=0.25, causal=causal)
+        conv_kernels.set_num_threads(2)
+        two = _attention_impl(q, kt, v, *mask, scale=0.25, causal=causal)
+    finally:
+        conv_kernels.set_num_threads(n)
+    assert np.array_equal(one, two)
+    tm = torch.from_numpy(np.broadcast_to(mask[0], (2, 6, 96, 96)).copy()) if mask else None
+    if causal:
+        causal_bias = torch.full((96, 96), -float("inf"), dtype=tm.dtype if tm is not None else
+                                 torch.from_numpy(q).dtype).triu(1)
+        tm = causal_bias if tm is None else tm + causal_bias
+    want = torch.nn.functional.scaled_dot_product_attention(
+        torch.from_numpy(q), torch.from_numpy(k), torch.from_numpy(v), attn_mask=tm, scale=0.25).numpy()
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(two, want, rtol=tol, atol=tol)

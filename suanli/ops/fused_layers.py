@@ -27,6 +27,7 @@ import math
 import numpy as np
 
 from .. import dtypes as _dt
+from .. import native
 from ..errors import DTypeError, op_error
 from ._helpers import add_tangents, broadcast_shapes
 from .fused import SOFTMAX, _future_mask, _max_keepdims, _sum_keepdims
@@ -112,6 +113,14 @@ def _softmax_shared_shift(s: np.ndarray) -> bool:
 
 
 def _attention_impl(q, kt, v, *mask, scale, causal):
+    # one BLAS call per head on (L, E) @ (E, S) blocks: OpenBLAS's threads only add hand-offs there
+    # (MiniLM shape (1, 12, 128, 32), 6 layers: 3.7 ms with two BLAS threads, 3.25 ms with one;
+    # splitting the heads between two Python threads instead measured no faster)
+    with native.blas_threads(1):
+        return _attention_single(q, kt, v, mask, scale, causal)
+
+
+def _attention_single(q, kt, v, mask, scale, causal):
     s = _scores(q, kt, mask, scale, causal)
     if s.size == 0:
         return np.matmul(s, v)
