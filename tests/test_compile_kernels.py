@@ -379,3 +379,52 @@ def test_compiled_big_matmul_chain_matches_eager():
     _close(got, want, "float32")
     for g, t in zip(got_grads, (x, w)):
         _close(g, t.grad.numpy(), "float32")
+
+
+# ============================================================================ the native GEMM
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("a_shape,k,n,transposed", [((96, 7), 7, 5, False), ((200, 33), 33, 17, False),
+                                                    ((4, 50, 16), 16, 40, False), ((300, 64), 64, 65, True)])
+def test_gemm_kernel_matches_numpy(dtype, a_shape, k, n, transposed):
+    from suanli.compiler.codegen_rows import GemmKernel
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal(a_shape).astype(dtype)
+    b = rng.standard_normal((n, k)).astype(dtype).T if transposed else rng.standard_normal((k, n)).astype(dtype)
+    if transposed:                                  # a transposed view too (a weight gradient's X^T)
+        a = np.ascontiguousarray(a.T).T
+    kernel = GemmKernel(a.shape, b.shape, dtype)
+    if not kernel.native:
+        pytest.skip("no C compiler")
+    got = kernel(a, b)[0]
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert got.shape == a_shape[:-1] + (n,)
+    np.testing.assert_allclose(got, a @ b, rtol=tol, atol=tol * k)
+
+
+def test_gemm_lowering_at_one_thread_matches_eager_and_torch():
+    from suanli.inference import conv_kernels
+    n = conv_kernels.num_threads()
+    try:
+        conv_kernels.set_num_threads(1)
+        suanli.manual_seed(0)
+        lin1, lin2 = suanli.nn.Linear(32, 64).double(), suanli.nn.Linear(64, 10).double()
+
+        def step(x, y):
+            loss = suanli.nn.functional.cross_entropy(lin2(lin1(x).relu()), y)
+            loss.backward()
+            return loss
+        x, y = suanli.randn(128, 32, dtype=suanli.float64), suanli.randint(0, 10, (128,))
+        f = suanli.compile(step)
+        got = f(x, y).item()
+        grads = [p.grad.numpy().copy() for p in (*lin1.parameters(), *lin2.parameters())]
+        ops = [n.attrs.get("ops", "") for n in f.last_plan.graph.nodes if n.op == "fused"]
+        if suanli.native.enabled() and suanli.native.compiler():
+            assert sum("native gemm" in o for o in ops) >= 3, ops      # forward and weight gradients
+        for p in (*lin1.parameters(), *lin2.parameters()):
+            p.grad = None
+        want = step(x, y).item()
+        assert abs(got - want) <= 1e-12 * abs(want)
+        for g, p in zip(grads, (*lin1.parameters(), *lin2.parameters())):
+            np.testing.assert_allclose(g, p.grad.numpy(), rtol=1e-10, atol=1e-13)
+    finally:
+        conv_kernels.set_num_threads(n)

@@ -195,6 +195,69 @@ class BmmKernel:
         return f"<BmmKernel {self.batch} x ({self.M}x{self.K} @ {self.K}x{self.N}) {self.dtype}>"
 
 
+GEMM_CHUNK_ROWS = 96     # rows of a per task (a multiple of the kernel's 6-row block)
+
+
+class GemmKernel:
+    """``kernel(a, b) -> [a @ b]`` for ``a`` (..., K) and a 2-D ``b`` (K, N), float32/float64: the
+    register-blocked AVX-512 GEMM of ``native/kernels/conv_winograd.c`` (``wino_gemm``), rows of ``a``
+    split between the kernel threads. Why not OpenBLAS: NumPy's OpenBLAS runs its AVX2 (Haswell)
+    kernels on these machines; on the GPT's Linear shapes ((2048, 128..512) @ (128..512, 65..512),
+    one thread) it gave 113-115 GFLOP/s against 174-219 for this kernel. Transposed operands are
+    copied first (the weight, or a (K, M) view of the activations in a weight gradient)."""
+
+    def __init__(self, a_shape: tuple, b_shape: tuple, dtype: Any) -> None:
+        self.dtype = np.dtype(dtype)
+        self.lead = tuple(a_shape[:-1])
+        self.M, self.K, self.N = math.prod(self.lead), a_shape[-1], b_shape[-1]
+        from ..inference import conv_kernels
+        self._conv_kernels = conv_kernels
+        self._fn = conv_kernels._symbol("conv_winograd", "wino_gemm", self.dtype)
+
+    @property
+    def native(self) -> bool:
+        return self._fn is not None
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
+        if self._fn is None or 0 in (self.M, self.N, self.K):
+            return [run_primitive("matmul", [a, b], {})]
+        a2 = np.ascontiguousarray(a.reshape(self.M, self.K) if a.flags.c_contiguous else a).reshape(self.M, self.K)
+        b = np.ascontiguousarray(b)
+        out = np.empty((self.M, self.N), self.dtype)
+        L = ctypes.c_long
+        rows, full = GEMM_CHUNK_ROWS, self.M // GEMM_CHUNK_ROWS
+        ptr = lambda x, off=0: ctypes.c_void_p(x.ctypes.data + off)   # noqa: E731
+        if full:
+            self._conv_kernels._parallel(self._fn, full, ptr(a2), L(rows * self.K), ptr(b), L(0), ptr(out),
+                                         L(rows * self.N), L(rows), L(self.K), L(self.N))
+        rest = self.M - full * rows
+        if rest:
+            start = full * rows
+            self._fn(ptr(a2, start * self.K * a2.itemsize), L(0), ptr(b), L(0),
+                     ptr(out, start * self.N * out.itemsize), L(0), L(rest), L(self.K), L(self.N), L(0), L(1))
+        return [out.reshape(self.lead + (self.N,))]
+
+    def __repr__(self) -> str:
+        return f"<GemmKernel ({self.M}x{self.K} @ {self.K}x{self.N}) {self.dtype}>"
+
+
+def _lowerable_gemm(node: Node) -> bool:
+    """A matmul of ``a`` (..., K) by a 2-D ``b``, float32/float64, concrete shapes, big enough, in a
+    process whose native kernels run on one thread."""
+    if node.op != "matmul" or len(node.inputs) != 2:
+        return False
+    a, b = node.inputs
+    out = node.outputs[0]
+    if any(has_sym(v.shape) for v in (a, b, out)) or np.dtype(out.dtype) not in _SUFFIX:
+        return False
+    if a.dtype != out.dtype or b.dtype != out.dtype or len(a.shape) < 2 or len(b.shape) != 2:
+        return False
+    from ..inference.conv_kernels import num_threads as kernel_threads
+    # one thread only: there it is 1.6-1.9x OpenBLAS's; with two, OpenBLAS's own split (220-230 GFLOP/s)
+    # matched or beat ours (160-310), and the GPT step got slower (73 -> 87 ms), so OpenBLAS keeps them
+    return 0 not in tuple(out.shape) and math.prod(a.shape[:-1]) >= GEMM_CHUNK_ROWS and kernel_threads() == 1
+
+
 def _bstrides(a: np.ndarray, H: int) -> tuple[int, int]:
     """Element strides of the (outer, inner) batch dims (inner 0 when there is one batch dim)."""
     s = [st // a.itemsize for st in a.strides[:-2]]
@@ -303,7 +366,8 @@ def _lowerable(node: Node) -> bool:
 def lower_native_ops(graph: Graph) -> Graph:
     """Replace softmax / softmax_grad (last axis) and standardize / standardize_grad (trailing axes)
     nodes of float32/float64 and concrete shape by ``fused`` nodes running a native
-    :class:`RowKernel`, and batched matmuls (3-d/4-d, equal batch dims) by a :class:`BmmKernel`
+    :class:`RowKernel`, batched matmuls (3-d/4-d, equal batch dims) by a :class:`BmmKernel`, and, at
+    one kernel thread, matmuls by a 2-D matrix by a :class:`GemmKernel`
     (top level only; nothing changes when native code or the BLAS entry point is unavailable)."""
     if not native.enabled() or native.compiler() is None:
         return graph
@@ -363,6 +427,14 @@ def lower_native_ops(graph: Graph) -> Graph:
                     absorbed[id(perm)] = fused      # runs where the permute was (its inputs are ready)
                 else:
                     new_nodes.append(fused)
+                continue
+        if _lowerable_gemm(node):
+            a, b = node.inputs
+            gemm = GemmKernel(tuple(a.shape), tuple(b.shape), node.outputs[0].dtype)
+            if gemm.native:
+                group = RowGroup("matmul", [decl(a), decl(b)], [decl(node.outputs[0])], {})
+                new_nodes.append(Node("fused", [a, b], {"ops": "matmul[native gemm]", "group": group,
+                                                        "kernel": gemm}, list(node.outputs)))
                 continue
         if not _lowerable(node):
             new_nodes.append(node)
