@@ -221,7 +221,7 @@ class GemmKernel:
     def __call__(self, a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
         if self._fn is None or 0 in (self.M, self.N, self.K):
             return [run_primitive("matmul", [a, b], {})]
-        a2 = np.ascontiguousarray(a.reshape(self.M, self.K) if a.flags.c_contiguous else a).reshape(self.M, self.K)
+        a2 = np.ascontiguousarray(a).reshape(self.M, self.K)
         b = np.ascontiguousarray(b)
         out = np.empty((self.M, self.N), self.dtype)
         L = ctypes.c_long
@@ -244,13 +244,11 @@ class GemmKernel:
 def _lowerable_gemm(node: Node) -> bool:
     """A matmul of ``a`` (..., K) by a 2-D ``b``, float32/float64, concrete shapes, big enough, in a
     process whose native kernels run on one thread."""
-    if node.op != "matmul" or len(node.inputs) != 2:
+    if not _native_matmul(node):
         return False
     a, b = node.inputs
     out = node.outputs[0]
-    if any(has_sym(v.shape) for v in (a, b, out)) or np.dtype(out.dtype) not in _SUFFIX:
-        return False
-    if a.dtype != out.dtype or b.dtype != out.dtype or len(a.shape) < 2 or len(b.shape) != 2:
+    if len(a.shape) < 2 or len(b.shape) != 2:
         return False
     from ..inference.conv_kernels import num_threads as kernel_threads
     # one thread only: there it is 1.6-1.9x OpenBLAS's; with two, OpenBLAS's own split (220-230 GFLOP/s)
@@ -336,16 +334,23 @@ def _layer_norm_backward(node: Node, users: dict[int, list[Node]], returned: set
     return None
 
 
-def _lowerable_matmul(node: Node) -> bool:
+def _native_matmul(node: Node) -> bool:
+    """A two-operand matmul of concrete shapes whose operands and result share a float32/float64 dtype."""
     if node.op != "matmul" or len(node.inputs) != 2:
         return False
     a, b = node.inputs
     out = node.outputs[0]
-    if any(has_sym(v.shape) for v in (a, b, out)) or np.dtype(out.dtype) not in _SUFFIX:
+    return (not any(has_sym(v.shape) for v in (a, b, out)) and np.dtype(out.dtype) in _SUFFIX
+            and a.dtype == out.dtype and b.dtype == out.dtype)
+
+
+def _lowerable_matmul(node: Node) -> bool:
+    if not _native_matmul(node):
         return False
-    if a.dtype != out.dtype or b.dtype != out.dtype or len(a.shape) not in (3, 4) or len(b.shape) != len(a.shape):
+    a, b = node.inputs
+    if len(a.shape) not in (3, 4) or len(b.shape) != len(a.shape):
         return False
-    return tuple(a.shape[:-2]) == tuple(b.shape[:-2]) and 0 not in tuple(out.shape)
+    return tuple(a.shape[:-2]) == tuple(b.shape[:-2]) and 0 not in tuple(node.outputs[0].shape)
 
 
 def _lowerable(node: Node) -> bool:
