@@ -186,9 +186,7 @@ def test_compiled_attention_block_uses_native_kernels_and_matches_eager_and_torc
         assert any(o.startswith("standardize[native]") for o in ops)
         assert any(o.startswith("standardize_grad+weight_grad[native]") for o in ops)
         assert any(o.startswith("stack[3]") for o in ops)
-        from suanli.compiler.codegen_rows import _blas_gemm
-        if _blas_gemm() is not None:
-            assert any(o.startswith("batched_matmul[native]+permute") for o in ops)
+        assert any(o.startswith("matmul[native]+permute") for o in ops)
         assert not any(n.op in ("softmax", "standardize", "index_put") for n in compiled.last_plan.graph.nodes)
         tx, tw, tl = (torch.tensor(a.astype(dtype), requires_grad=True) for a in (xs, ws, ls))
         h = torch.nn.functional.layer_norm(tx, (8,), tl, None)
@@ -253,30 +251,29 @@ def _views(dtype):
 
 @needs_cc
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_batched_matmul_kernel_on_strided_views_matches_numpy_and_torch(dtype, threads):
-    from suanli.compiler.codegen_rows import BmmKernel
+def test_batched_gemm_kernel_on_strided_views_matches_numpy_and_torch(dtype, threads):
+    from suanli.compiler.gemm import GemmKernel
     q, kt, v = _views(dtype)
     cases = [(q, kt), (np.ascontiguousarray(q), kt), (q @ kt, v), ((q @ kt).transpose(0, 1, 3, 2), q),
-             (q[:, 0], kt[:, 1]), (q[:, :, ::2], kt)]                     # 3-d; a non-unit row stride
+             (q[:, 0], kt[:, 1]), (q[:, :, ::2], kt), (q[..., ::-1], kt[..., ::-1, :])]  # 3-d; strides
     for a, b in cases:
-        k = BmmKernel(a.shape, b.shape, dtype)
-        if not k.native:
-            pytest.skip("no ILP64 OpenBLAS cblas entry point in this process")
+        k = GemmKernel(a.shape, b.shape, dtype)
+        assert k.native
         got = k(a, b)[0]
-        np.testing.assert_array_equal(got, np.matmul(a, b))              # the same BLAS calls as NumPy
-        _close(got, (torch.tensor(a) @ torch.tensor(b)).numpy(), dtype)
+        _close(got, np.matmul(a.astype(np.float64), b.astype(np.float64)), dtype)
+        _close(got, (torch.tensor(a.copy()) @ torch.tensor(b.copy())).numpy(), dtype)
         assert got.flags.c_contiguous and got.dtype == np.dtype(dtype)
 
 
 @needs_cc
-def test_batched_matmul_kernel_heads_last_layout():
-    from suanli.compiler.codegen_rows import BmmKernel
-    q, kt, v = _views("float32")
-    k = BmmKernel(q.shape, kt.shape, "float32", heads_last=True)
+def test_batched_gemm_kernel_heads_last_layout():
+    from suanli.compiler.gemm import GemmKernel
+    q, kt, v = _views("float64")
+    k = GemmKernel(q.shape, kt.shape, "float64", heads_last=True)
     want = np.ascontiguousarray(np.matmul(q, kt).transpose(0, 2, 1, 3))
     got = k(q, kt)[0]
     assert got.shape == want.shape and got.flags.c_contiguous
-    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
 
 
 @needs_cc
@@ -382,30 +379,56 @@ def test_compiled_big_matmul_chain_matches_eager():
 
 
 # ============================================================================ the native GEMM
+@needs_cc
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("a_shape,k,n,transposed", [((96, 7), 7, 5, False), ((200, 33), 33, 17, False),
-                                                    ((4, 50, 16), 16, 40, False), ((300, 64), 64, 65, True)])
+                                                    ((4, 50, 16), 16, 40, False), ((300, 64), 64, 65, True),
+                                                    ((130, 600), 600, 70, True), ((2, 3, 7, 9), 9, 33, False),
+                                                    ((1, 1), 1, 1, False)])
 def test_gemm_kernel_matches_numpy(dtype, a_shape, k, n, transposed):
-    from suanli.compiler.codegen_rows import GemmKernel
+    from suanli.compiler.gemm import GemmKernel
     rng = np.random.default_rng(0)
     a = rng.standard_normal(a_shape).astype(dtype)
     b = rng.standard_normal((n, k)).astype(dtype).T if transposed else rng.standard_normal((k, n)).astype(dtype)
     if transposed:                                  # a transposed view too (a weight gradient's X^T)
         a = np.ascontiguousarray(a.T).T
     kernel = GemmKernel(a.shape, b.shape, dtype)
-    if not kernel.native:
-        pytest.skip("no C compiler")
+    assert kernel.native
     got = kernel(a, b)[0]
     tol = 1e-5 if dtype == np.float32 else 1e-12
     assert got.shape == a_shape[:-1] + (n,)
-    np.testing.assert_allclose(got, a @ b, rtol=tol, atol=tol * k)
+    np.testing.assert_allclose(got, a.astype(np.float64) @ b.astype(np.float64), rtol=tol, atol=tol * k)
 
 
-def test_gemm_lowering_at_one_thread_matches_eager_and_torch():
-    from suanli.inference import conv_kernels
-    n = conv_kernels.num_threads()
+@needs_cc
+def test_gemm_kernel_is_bit_identical_at_any_thread_count():
+    from suanli.compiler.gemm import GemmKernel
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((333, 520)).astype(np.float32), rng.standard_normal((520, 97)).astype(np.float32)
+    results = []
+    for nt in (1, 2, 3):
+        kernels.set_num_threads(nt)
+        try:
+            results.append(GemmKernel(a.shape, b.shape, np.float32)(a, b)[0])
+        finally:
+            kernels.set_num_threads(None)
+    assert all(np.array_equal(results[0], r) for r in results[1:])
+
+
+@needs_cc
+def test_gemm_tiling_balances_threads():
+    from suanli.compiler.gemm import tiling
+    mt, nct = tiling(1, 128, 512, 2048, 4, 2)          # a weight gradient: 2 even tiles
+    tiles = -(-128 // mt) * -(-512 // nct)
+    assert mt % 6 == 0 and nct % 32 == 0 and tiles % 2 == 0
+    mt, nct = tiling(1, 2048, 384, 128, 4, 1)          # one thread: big row strips, whole width
+    assert mt >= 48 and nct >= 384
+
+
+@pytest.mark.parametrize("nt", [1, 2])
+def test_gemm_lowering_matches_eager(nt):
+    kernels.set_num_threads(nt)
     try:
-        conv_kernels.set_num_threads(1)
         suanli.manual_seed(0)
         lin1, lin2 = suanli.nn.Linear(32, 64).double(), suanli.nn.Linear(64, 10).double()
 
@@ -419,7 +442,7 @@ def test_gemm_lowering_at_one_thread_matches_eager_and_torch():
         grads = [p.grad.numpy().copy() for p in (*lin1.parameters(), *lin2.parameters())]
         ops = [n.attrs.get("ops", "") for n in f.last_plan.graph.nodes if n.op == "fused"]
         if suanli.native.enabled() and suanli.native.compiler():
-            assert sum("native gemm" in o for o in ops) >= 3, ops      # forward and weight gradients
+            assert sum(o.startswith("matmul[native]") for o in ops) >= 3, ops      # forward and weight gradients
         for p in (*lin1.parameters(), *lin2.parameters()):
             p.grad = None
         want = step(x, y).item()
@@ -427,4 +450,38 @@ def test_gemm_lowering_at_one_thread_matches_eager_and_torch():
         for g, p in zip(grads, (*lin1.parameters(), *lin2.parameters())):
             np.testing.assert_allclose(g, p.grad.numpy(), rtol=1e-10, atol=1e-13)
     finally:
-        conv_kernels.set_num_threads(n)
+        kernels.set_num_threads(None)
+
+
+@needs_cc
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,k,n", [((128, 1, 384), 384, 1152), ((3, 7), 7, 65), ((2, 5, 40), 40, 33)])
+def test_gemm_kernel_with_a_packed_weight_and_bias_matches_linear(dtype, shape, k, n, threads):
+    from suanli.compiler.gemm import GemmKernel
+    from suanli.graph.interpret import run_primitive
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape).astype(dtype)
+    w = np.ascontiguousarray(rng.standard_normal((n, k)).astype(dtype).T)
+    b = rng.standard_normal(n).astype(dtype)
+    x_view = x.transpose(1, 0, 2) if x.ndim == 3 else x      # rows at one stride, not contiguous
+    kernel = GemmKernel(x_view.shape, w.shape, dtype, weight=w)
+    got = kernel(x_view, b)[0]
+    want = run_primitive("linear", [np.ascontiguousarray(x_view), w, b], {})
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * k)
+    np.testing.assert_allclose(kernel(x_view)[0], x_view @ w, rtol=tol, atol=tol * k)   # no bias
+
+
+def test_session_runs_linear_layers_on_packed_weights():
+    from suanli.inference import Session
+    suanli.manual_seed(0)
+    net = suanli.nn.Sequential(suanli.nn.Linear(64, 96), suanli.nn.GELU(), suanli.nn.Linear(96, 10))
+    x = suanli.randn(5, 7, 64)
+    sess = Session(net, (x,))
+    labels = [n.attrs["ops"] for n in sess.graph.nodes if n.op == "fused"]
+    if suanli.native.enabled() and suanli.native.compiler():
+        assert sum("packed weight" in o for o in labels) == 2, labels
+        assert not any(n.op in ("matmul", "linear") for n in sess.graph.nodes)
+    with suanli.no_grad():
+        want = net(x).numpy()
+    np.testing.assert_allclose(sess(x.numpy())[0], want, rtol=1e-5, atol=1e-6)

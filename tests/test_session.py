@@ -118,18 +118,23 @@ def test_session_from_an_onnx_file_matches_onnxruntime(tmp_path):
 
 
 def test_blas_thread_policy_follows_where_the_flops_are():
-    """Conv nets run in suanli's own kernels (OpenBLAS single-threaded during run, so its spinning
-    workers leave our second thread a core); GEMM-bound graphs keep OpenBLAS's threads."""
+    """Conv nets and Linear layers run in suanli's own kernels (OpenBLAS single-threaded during run,
+    so its spinning workers leave our second thread a core); graphs whose GEMMs stay OpenBLAS's
+    (here: no passes, so nothing is lowered) keep OpenBLAS's threads."""
     from suanli.inference.session import flop_split
     suanli.manual_seed(0)
     conv = Session(CASES["resnet18"][0]().eval(), (suanli.randn(1, 3, 32, 32),))
     ours, blas = flop_split(conv.graph)
     assert conv.blas_single_threaded == (ours > blas) and (ours > blas or not suanli.native.enabled())
-    mlp = Session(suanli.nn.Sequential(suanli.nn.Linear(64, 256), suanli.nn.ReLU(), suanli.nn.Linear(256, 8)),
-                  (suanli.randn(16, 64),))
-    ours, blas = flop_split(mlp.graph)
-    assert ours == 0 and blas == 2 * 16 * (64 * 256 + 256 * 8) and not mlp.blas_single_threaded
-    assert "OpenBLAS keeps its threads" in mlp.explain()
+    net = suanli.nn.Sequential(suanli.nn.Linear(64, 256), suanli.nn.ReLU(), suanli.nn.Linear(256, 8))
+    flops = 2 * 16 * (64 * 256 + 256 * 8)
+    mlp = Session(net, (suanli.randn(16, 64),))
+    native = suanli.native.enabled() and suanli.native.compiler() is not None
+    assert flop_split(mlp.graph) == ((flops, 0) if native else (0, flops))
+    assert mlp.blas_single_threaded == native
+    plain = Session(net, (suanli.randn(16, 64),), passes=[])
+    assert flop_split(plain.graph) == (0, flops) and not plain.blas_single_threaded
+    assert "OpenBLAS keeps its threads" in plain.explain()
 
 
 def test_blas_threads_restores_the_thread_count():

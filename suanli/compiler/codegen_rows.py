@@ -1,13 +1,13 @@
 """Native kernels for the compiler's hot non-elementwise nodes: softmax (causal too), its gradient,
 the layer-norm core (``standardize``) and its gradient, over the last axis / trailing axes; and
-attention's small batched matmuls (:class:`BmmKernel`).
+every float matmul / ``linear`` of concrete shape (:class:`~suanli.compiler.gemm.GemmKernel`).
 
 These are the biggest non-GEMM costs of a transformer training step: the NumPy implementations
 make 4-6 passes over the whole tensor on one core; the C kernels (``native/kernels/softmax_rows.c``,
 ``layernorm_rows.c``) make one or two passes per row while the row sits in L1, split between
 threads by the compiler's pool (:func:`suanli.compiler.kernels.run_tasks`). The pass
 :func:`lower_native_ops` replaces each such primitive node of a plan by a ``fused`` node running its
-:class:`RowKernel` (or :class:`BmmKernel`). Sums accumulate in double, so results agree with the NumPy reference to a few
+:class:`RowKernel` (or :class:`~suanli.compiler.gemm.GemmKernel`). Sums accumulate in double, so results agree with the NumPy reference to a few
 ulps (float32 included); without a C compiler the kernel runs the registry's NumPy ``impl``.
 
 >>> import numpy as np
@@ -18,7 +18,6 @@ ulps (float32 included); without a C compiler the kernel runs the registry's Num
 from __future__ import annotations
 
 import ctypes
-import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +28,14 @@ import numpy as np
 from .. import native
 from ..graph import Graph, Node, has_sym
 from ..graph.interpret import run_primitive
-from .kernels import PARALLEL_MIN_ELEMENTS, _has_libmvec, bind, compile_flags, num_threads, openblas_libs, run_tasks
+from .gemm import GemmKernel
+from .kernels import PARALLEL_MIN_ELEMENTS, _has_libmvec, bind, compile_flags, num_threads, run_tasks
 
-__all__ = ["RowKernel", "BmmKernel", "RowGroup", "lower_native_ops", "ROW_OPS"]
+__all__ = ["RowKernel", "GemmKernel", "RowGroup", "lower_native_ops", "ROW_OPS"]
 
 _KERNELS = Path(native.__file__).parent / "kernels"
 _FILES = {"softmax": "softmax_rows", "softmax_grad": "softmax_rows", "standardize": "layernorm_rows",
-          "standardize_grad": "layernorm_rows", "bmm": "attn_bmm"}
+          "standardize_grad": "layernorm_rows"}
 ROW_OPS = ("softmax", "softmax_grad", "standardize", "standardize_grad")
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
@@ -110,156 +110,6 @@ class RowKernel:
 
     def __repr__(self) -> str:
         return f"<RowKernel {self.op} {self.shape} {self.dtype} ({'native' if self.native else 'numpy'})>"
-
-
-@functools.lru_cache(maxsize=1)
-def _blas_gemm() -> dict | None:
-    """Addresses of the ILP64 ``cblas_[sd]gemm`` of the OpenBLAS NumPy loaded (found in
-    ``/proc/self/maps``), or None (another BLAS, another OS): matmuls then stay NumPy's."""
-    for lib in openblas_libs():
-        for prefix in ("scipy_cblas_", "cblas_"):
-            try:
-                s, d = getattr(lib, prefix + "sgemm64_"), getattr(lib, prefix + "dgemm64_")
-            except AttributeError:
-                continue
-            return {np.dtype(np.float32): ctypes.cast(s, ctypes.c_void_p).value,
-                    np.dtype(np.float64): ctypes.cast(d, ctypes.c_void_p).value}
-    return None
-
-
-BMM_SMALL = 1 << 18     # per-matrix M*N*K below which OpenBLAS runs one thread: we split the batch
-
-
-def _matrix(a: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """(array, leading dimension, transposed?) with unit stride along one of the last two axes."""
-    item = a.itemsize
-    rs, cs = a.strides[-2], a.strides[-1]
-    r, c = a.shape[-2:]
-    if all(s % item == 0 and s >= 0 for s in a.strides):
-        if cs == item and rs // item >= max(1, c):
-            return a, rs // item, 0
-        if rs == item and cs // item >= max(1, r):
-            return a, cs // item, 1
-    a = np.ascontiguousarray(a)
-    return a, c, 0
-
-
-class BmmKernel:
-    """``kernel(a, b) -> [a @ b]`` for batched matmuls with one or two equal batch dims (no
-    broadcasting), float32/float64: one BLAS call per matrix on strided views (no copies for
-    transposed operands), the batch split between threads when the matrices are small."""
-
-    def __init__(self, a_shape: tuple, b_shape: tuple, dtype: Any, heads_last: bool = False) -> None:
-        self.dtype = np.dtype(dtype)
-        self.batch = tuple(a_shape[:-2])
-        self.M, self.K = a_shape[-2:]
-        self.N = b_shape[-1]
-        # heads_last: (B, H, M, N) products written as (B, M, H, N) -- attention's output, already in
-        # the layout its ``permute(0, 2, 1, 3)`` + ``reshape`` wants (the reshape becomes free)
-        self.heads_last = heads_last and len(self.batch) == 2
-        self.out_shape = self.batch + (self.M, self.N) if not self.heads_last else \
-            (self.batch[0], self.M, self.batch[1], self.N)
-        self.H = self.batch[1] if len(self.batch) == 2 else 1
-        self.count = math.prod(self.batch)
-        gemm = _blas_gemm()
-        self._gemm = None if gemm is None else gemm.get(self.dtype)
-        self._fn = self._addr = None
-        lib = _library("bmm") if self._gemm is not None and self.dtype in _SUFFIX else None
-        if lib is not None:
-            self._fn, self._addr = bind(lib, f"attn_bmm_{_SUFFIX[self.dtype]}")
-
-    @property
-    def native(self) -> bool:
-        return self._fn is not None
-
-    def __call__(self, a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
-        if self._fn is None or self.count == 0 or 0 in (self.M, self.N, self.K):
-            out = run_primitive("matmul", [a, b], {})
-            return [np.ascontiguousarray(out.transpose(0, 2, 1, 3)) if self.heads_last else out]
-        a, lda, ta = _matrix(a)
-        b, ldb, tb = _matrix(b)
-        out = np.empty(self.out_shape, self.dtype)
-        (ab, ah), (bb, bh) = _bstrides(a, self.H), _bstrides(b, self.H)
-        if self.heads_last:
-            cb, ch, ldc = self.M * self.H * self.N, self.N, self.H * self.N
-        else:
-            (cb, ch), ldc = _bstrides(out, self.H), self.N
-        params = np.array([self.H, self.M, self.N, self.K, ab, ah, lda, ta, bb, bh, ldb, tb, cb, ch, ldc, 1],
-                          np.int64)
-        argv = (ctypes.c_void_p * 5)(a.ctypes.data, b.ctypes.data, out.ctypes.data, params.ctypes.data, self._gemm)
-        small = self.M * self.N * self.K <= BMM_SMALL
-        run_tasks(self._fn, self._addr, argv, self.count, num_threads() if small else 1)
-        return [out]
-
-    def __repr__(self) -> str:
-        return f"<BmmKernel {self.batch} x ({self.M}x{self.K} @ {self.K}x{self.N}) {self.dtype}>"
-
-
-GEMM_CHUNK_ROWS = 96     # rows of a per task (a multiple of the kernel's 6-row block)
-
-
-class GemmKernel:
-    """``kernel(a, b) -> [a @ b]`` for ``a`` (..., K) and a 2-D ``b`` (K, N), float32/float64: the
-    register-blocked AVX-512 GEMM of ``native/kernels/conv_winograd.c`` (``wino_gemm``), rows of ``a``
-    split between the kernel threads. Why not OpenBLAS: NumPy's OpenBLAS runs its AVX2 (Haswell)
-    kernels on these machines; on the GPT's Linear shapes ((2048, 128..512) @ (128..512, 65..512),
-    one thread) it gave 113-115 GFLOP/s against 174-219 for this kernel. Transposed operands are
-    copied first (the weight, or a (K, M) view of the activations in a weight gradient)."""
-
-    def __init__(self, a_shape: tuple, b_shape: tuple, dtype: Any) -> None:
-        self.dtype = np.dtype(dtype)
-        self.lead = tuple(a_shape[:-1])
-        self.M, self.K, self.N = math.prod(self.lead), a_shape[-1], b_shape[-1]
-        from ..inference import conv_kernels
-        self._conv_kernels = conv_kernels
-        self._fn = conv_kernels._symbol("conv_winograd", "wino_gemm", self.dtype)
-
-    @property
-    def native(self) -> bool:
-        return self._fn is not None
-
-    def __call__(self, a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
-        if self._fn is None or 0 in (self.M, self.N, self.K):
-            return [run_primitive("matmul", [a, b], {})]
-        a2 = np.ascontiguousarray(a).reshape(self.M, self.K)
-        b = np.ascontiguousarray(b)
-        out = np.empty((self.M, self.N), self.dtype)
-        L = ctypes.c_long
-        rows, full = GEMM_CHUNK_ROWS, self.M // GEMM_CHUNK_ROWS
-        ptr = lambda x, off=0: ctypes.c_void_p(x.ctypes.data + off)   # noqa: E731
-        if full:
-            self._conv_kernels._parallel(self._fn, full, ptr(a2), L(rows * self.K), ptr(b), L(0), ptr(out),
-                                         L(rows * self.N), L(rows), L(self.K), L(self.N))
-        rest = self.M - full * rows
-        if rest:
-            start = full * rows
-            self._fn(ptr(a2, start * self.K * a2.itemsize), L(0), ptr(b), L(0),
-                     ptr(out, start * self.N * out.itemsize), L(0), L(rest), L(self.K), L(self.N), L(0), L(1))
-        return [out.reshape(self.lead + (self.N,))]
-
-    def __repr__(self) -> str:
-        return f"<GemmKernel ({self.M}x{self.K} @ {self.K}x{self.N}) {self.dtype}>"
-
-
-def _lowerable_gemm(node: Node) -> bool:
-    """A matmul of ``a`` (..., K) by a 2-D ``b``, float32/float64, concrete shapes, big enough, in a
-    process whose native kernels run on one thread."""
-    if not _native_matmul(node):
-        return False
-    a, b = node.inputs
-    out = node.outputs[0]
-    if len(a.shape) < 2 or len(b.shape) != 2:
-        return False
-    from ..inference.conv_kernels import num_threads as kernel_threads
-    # one thread only: there it is 1.6-1.9x OpenBLAS's; with two, OpenBLAS's own split (220-230 GFLOP/s)
-    # matched or beat ours (160-310), and the GPT step got slower (73 -> 87 ms), so OpenBLAS keeps them
-    return 0 not in tuple(out.shape) and math.prod(a.shape[:-1]) >= GEMM_CHUNK_ROWS and kernel_threads() == 1
-
-
-def _bstrides(a: np.ndarray, H: int) -> tuple[int, int]:
-    """Element strides of the (outer, inner) batch dims (inner 0 when there is one batch dim)."""
-    s = [st // a.itemsize for st in a.strides[:-2]]
-    return (s[0], s[1]) if len(s) == 2 else (s[0], 0)
 
 
 class LayerNormGradKernel:
@@ -345,12 +195,36 @@ def _native_matmul(node: Node) -> bool:
 
 
 def _lowerable_matmul(node: Node) -> bool:
+    """A matmul :class:`~suanli.compiler.gemm.GemmKernel` runs: ``a`` (..., M, K) by a 2-D ``b``, or
+    equal batch dims (one or two) on both, nothing empty."""
     if not _native_matmul(node):
         return False
     a, b = node.inputs
-    if len(a.shape) not in (3, 4) or len(b.shape) != len(a.shape):
+    if 0 in tuple(node.outputs[0].shape) or len(a.shape) < 2:
         return False
-    return tuple(a.shape[:-2]) == tuple(b.shape[:-2]) and 0 not in tuple(node.outputs[0].shape)
+    if len(b.shape) == 2:
+        return True
+    return len(a.shape) in (3, 4) and len(b.shape) == len(a.shape) and tuple(a.shape[:-2]) == tuple(b.shape[:-2])
+
+
+def _constant(v: Any) -> np.ndarray | None:
+    """The array of a value made by a ``constant`` node of its dtype (a frozen weight), else None."""
+    p = v.producer
+    if p is None or p.op != "constant":
+        return None
+    value = np.asarray(p.attrs["value"])
+    return value if value.dtype == np.dtype(v.dtype) and value.shape == tuple(v.shape) else None
+
+
+def _lowerable_linear(node: Node) -> bool:
+    """A ``linear(x, w, b)`` (inference graphs) with ``x`` at least 2-D, float32/float64, concrete."""
+    if node.op != "linear" or len(node.inputs) != 3:
+        return False
+    x, w, b = node.inputs
+    out = node.outputs[0]
+    return (len(x.shape) >= 2 and not any(has_sym(v.shape) for v in (x, w, b, out))
+            and np.dtype(out.dtype) in _SUFFIX and all(v.dtype == out.dtype for v in (x, w, b))
+            and 0 not in tuple(out.shape))
 
 
 def _lowerable(node: Node) -> bool:
@@ -371,9 +245,10 @@ def _lowerable(node: Node) -> bool:
 def lower_native_ops(graph: Graph) -> Graph:
     """Replace softmax / softmax_grad (last axis) and standardize / standardize_grad (trailing axes)
     nodes of float32/float64 and concrete shape by ``fused`` nodes running a native
-    :class:`RowKernel`, batched matmuls (3-d/4-d, equal batch dims) by a :class:`BmmKernel`, and, at
-    one kernel thread, matmuls by a 2-D matrix by a :class:`GemmKernel`
-    (top level only; nothing changes when native code or the BLAS entry point is unavailable)."""
+    :class:`RowKernel`, and matmuls (by a 2-D matrix, or 3-d/4-d with equal batch dims) and
+    ``linear`` nodes by a :class:`~suanli.compiler.gemm.GemmKernel` -- a constant 2-D operand (a
+    frozen weight) packed once, a ``matmul`` read only by ``permute(0, 2, 1, 3)`` written in that
+    layout directly (top level only; nothing changes when native code is unavailable)."""
     if not native.enabled() or native.compiler() is None:
         return graph
     new_nodes = []
@@ -416,30 +291,26 @@ def lower_native_ops(graph: Graph) -> Graph:
             continue
         if id(node) in skip:
             continue
-        if _lowerable_matmul(node):
-            a, b = node.inputs
+        if _lowerable_matmul(node) or _lowerable_linear(node):
+            a, b, *bias = node.inputs
             out = node.outputs[0]
             readers = users.get(out.id, [])
             perm = readers[0] if (len(readers) == 1 and readers[0].op == "permute" and out.id not in returned
+                                  and len(a.shape) == 4 and len(b.shape) == 4
                                   and tuple(readers[0].attrs.get("perm", ())) == (0, 2, 1, 3)) else None
-            bmm = BmmKernel(tuple(a.shape), tuple(b.shape), out.dtype, heads_last=perm is not None)
-            if bmm.native:
+            weight = _constant(b) if len(b.shape) == 2 else None
+            gemm = GemmKernel(tuple(a.shape), tuple(b.shape), out.dtype, heads_last=perm is not None, weight=weight)
+            if gemm.native:
                 final = perm.outputs[0] if perm is not None else out
-                group = RowGroup("matmul", [decl(a), decl(b)], [decl(final)], {})
-                fused = Node("fused", [a, b], {"ops": "batched_matmul[native]" + ("+permute(0, 2, 1, 3)" if perm else ""),
-                                               "group": group, "kernel": bmm}, [final])
+                inputs = [a, *bias] if weight is not None else [a, b, *bias]
+                group = RowGroup(node.op, [decl(v) for v in inputs], [decl(final)], {})
+                label = (node.op + "[native" + (", packed weight]" if weight is not None else "]")
+                         + ("+permute(0, 2, 1, 3)" if perm else ""))
+                fused = Node("fused", inputs, {"ops": label, "group": group, "kernel": gemm}, [final])
                 if perm is not None:
                     absorbed[id(perm)] = fused      # runs where the permute was (its inputs are ready)
                 else:
                     new_nodes.append(fused)
-                continue
-        if _lowerable_gemm(node):
-            a, b = node.inputs
-            gemm = GemmKernel(tuple(a.shape), tuple(b.shape), node.outputs[0].dtype)
-            if gemm.native:
-                group = RowGroup("matmul", [decl(a), decl(b)], [decl(node.outputs[0])], {})
-                new_nodes.append(Node("fused", [a, b], {"ops": "matmul[native gemm]", "group": group,
-                                                        "kernel": gemm}, list(node.outputs)))
                 continue
         if not _lowerable(node):
             new_nodes.append(node)

@@ -32,6 +32,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .. import native
+from ..compiler.gemm import GemmKernel
 from ..errors import SuanliError, op_error
 from ..graph import Graph, Node, interpret, trace, verify
 from ..graph.interpret import bind_symbols, run_node
@@ -195,7 +196,7 @@ class Session:
 
 
 def flop_split(graph: Graph) -> tuple[float, float]:
-    """(FLOPs in suanli's own conv kernels, FLOPs in OpenBLAS GEMMs) of ``graph``'s top-level nodes
+    """(FLOPs in suanli's own conv and GEMM kernels, FLOPs in OpenBLAS GEMMs) of ``graph``'s top-level nodes
     (nodes with symbolic shapes are not counted)."""
     ours = blas = 0.0
     for node in graph.nodes:
@@ -211,6 +212,8 @@ def flop_split(graph: Graph) -> tuple[float, float]:
                     ours += flops
             elif node.op in ("matmul", "linear", "einsum", "attention"):
                 blas += 2.0 * out * int(node.inputs[0].shape[-1])
+            elif node.op == "fused" and isinstance(node.attrs["kernel"], GemmKernel) and node.attrs["kernel"].native:
+                ours += node.attrs["kernel"].flops
         except (TypeError, ValueError, IndexError):
             continue
     return ours, blas
@@ -219,7 +222,9 @@ def flop_split(graph: Graph) -> tuple[float, float]:
 def kernel_of(node: Node) -> str:
     """Which implementation runs ``node`` (what :meth:`Session.profile` reports)."""
     if node.op == "fused":
-        return "generated C" if node.attrs["kernel"].native else "NumPy (no compiler)"
+        if not node.attrs["kernel"].native:
+            return "NumPy (no compiler)"
+        return "packed AVX-512 GEMM" if isinstance(node.attrs["kernel"], GemmKernel) else "generated C"
     if node.op == "conv2d":
         from .conv_kernels import choose_conv_kernel
         x, w = node.inputs[0].shape, node.inputs[1].shape
