@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .. import native
+from ..native import address as _address
 from ..graph import Graph, Node, has_sym
 from ..graph.interpret import run_primitive
 from .gemm import GemmKernel
@@ -100,9 +101,9 @@ class RowKernel:
             return [run_primitive(self.op, arrays, self.attrs)]
         ins = [a if a.flags.c_contiguous else np.ascontiguousarray(a) for a in arrays]
         out = np.empty(self.shape, self.dtype)
-        ptrs = [a.ctypes.data for a in ins] + [out.ctypes.data, self._dims.ctypes.data]
+        ptrs = [_address(a) for a in ins] + [_address(out), _address(self._dims)]
         if not self.op.startswith("softmax"):
-            ptrs.append(self._eps.ctypes.data)
+            ptrs.append(_address(self._eps))
         argv = (ctypes.c_void_p * len(ptrs))(*ptrs)
         nt = num_threads() if out.size >= PARALLEL_MIN_ELEMENTS else 1
         run_tasks(self._fn, self._addr, argv, self.rows, nt)
@@ -147,8 +148,8 @@ class LayerNormGradKernel:
         ins = [a if a.flags.c_contiguous else np.ascontiguousarray(a) for a in (x, y, g, w)]
         out = np.empty(self.shape, self.dtype)
         part = np.empty((self.tasks, self.n), np.float64)
-        ptrs = [a.ctypes.data for a in ins] + [out.ctypes.data, part.ctypes.data, self._dims.ctypes.data,
-                                                self._eps.ctypes.data]
+        ptrs = [_address(a) for a in ins] + [_address(out), _address(part), _address(self._dims),
+                                                _address(self._eps)]
         argv = (ctypes.c_void_p * len(ptrs))(*ptrs)
         nt = num_threads() if out.size >= PARALLEL_MIN_ELEMENTS else 1
         run_tasks(self._fn, self._addr, argv, self.tasks, nt)
@@ -194,13 +195,18 @@ def _native_matmul(node: Node) -> bool:
             and a.dtype == out.dtype and b.dtype == out.dtype)
 
 
+GEMM_MIN_ROWS = 6    # the micro-kernel's row block: fewer rows (a decode step's GEMV) stay OpenBLAS's
+
+
 def _lowerable_matmul(node: Node) -> bool:
     """A matmul :class:`~suanli.compiler.gemm.GemmKernel` runs: ``a`` (..., M, K) by a 2-D ``b``, or
-    equal batch dims (one or two) on both, nothing empty."""
+    equal batch dims (one or two) on both, nothing empty, at least :data:`GEMM_MIN_ROWS` rows."""
     if not _native_matmul(node):
         return False
     a, b = node.inputs
     if 0 in tuple(node.outputs[0].shape) or len(a.shape) < 2:
+        return False
+    if (math.prod(a.shape[:-1]) if len(b.shape) == 2 else a.shape[-2]) < GEMM_MIN_ROWS:
         return False
     if len(b.shape) == 2:
         return True
@@ -224,7 +230,7 @@ def _lowerable_linear(node: Node) -> bool:
     out = node.outputs[0]
     return (len(x.shape) >= 2 and not any(has_sym(v.shape) for v in (x, w, b, out))
             and np.dtype(out.dtype) in _SUFFIX and all(v.dtype == out.dtype for v in (x, w, b))
-            and 0 not in tuple(out.shape))
+            and 0 not in tuple(out.shape) and math.prod(x.shape[:-1]) >= GEMM_MIN_ROWS)
 
 
 def _lowerable(node: Node) -> bool:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .. import native
+from ..native import address as _address
 from ..graph.interpret import run_primitive
 from . import kernels
 from .kernels import bind, num_threads, run_tasks
@@ -182,9 +183,9 @@ class GemmKernel:
                            ab1, ab2, a_m, a.strides[-1] // item,
                            bb1, bb2, b.strides[-2] // item, b.strides[-1] // item,
                            cb1, cb2, c_m], np.int64)
-        argv = (ctypes.c_void_p * 6)(a.ctypes.data, b.ctypes.data, out.ctypes.data, params.ctypes.data,
-                                     None if b_vec is None else b_vec.ctypes.data,
-                                     None if self._packed is None else self._packed.ctypes.data)
+        argv = (ctypes.c_void_p * 6)(_address(a), _address(b), _address(out), _address(params),
+                                     None if b_vec is None else _address(b_vec),
+                                     None if self._packed is None else _address(self._packed))
         run_tasks(self._fn, self._addr, argv, count * tiles_m * tiles_n, threads)
         return [out]
 

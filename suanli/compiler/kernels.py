@@ -38,6 +38,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from .. import native
+from ..native import address as _address
 from .._config import debug_note
 from ..errors import op_error
 from ..ops.registry import registry
@@ -191,9 +192,9 @@ class FusedKernel:
                            hint="pass np.ascontiguousarray(x) (a fresh GEMM/conv output is)", cls=ValueError)  # type: ignore[arg-type]
         outs = [ins[0] if (g.inplace and i == 0) else np.empty(v.shape, v.dtype) for i, v in enumerate(g.outputs)]
         parts = [np.empty(self._ntasks, n.out.dtype) for n in self._all_reductions]
-        args = [a.ctypes.data for a in ins]
-        args += [o.ctypes.data for i, o in enumerate(outs) if not (g.inplace and i == 0)]
-        args += [p.ctypes.data for p in parts]
+        args = [_address(a) for a in ins]
+        args += [_address(o) for i, o in enumerate(outs) if not (g.inplace and i == 0)]
+        args += [_address(p) for p in parts]
         argv = (ctypes.c_void_p * len(args))(*args)
         nt = num_threads() if self._size >= PARALLEL_MIN_ELEMENTS else 1
         run_tasks(self._fn, self._addr, argv, self._ntasks, nt)

@@ -34,7 +34,7 @@ import numpy as np
 from .. import native
 from ..compiler.gemm import GemmKernel
 from ..errors import SuanliError, op_error
-from ..graph import Graph, Node, interpret, trace, verify
+from ..graph import Graph, Node, trace, verify
 from ..graph.interpret import bind_symbols, run_node
 
 __all__ = ["Session", "NodeArg", "Profile"]
@@ -109,6 +109,11 @@ class Session:
         # while the graph runs (its spinning workers would take our kernels' second core)
         ours, blas = flop_split(graph)
         self.blas_single_threaded = ours > blas
+        # the compiler's executor: per-node work (slots, bound impls, frees) done once here, not per
+        # run -- what a small model's step is made of (a 4-layer GPT decode step: ~120 nodes); graphs
+        # with symbolic sizes or control flow keep the reference interpreter
+        from ..compiler.compile import plan_executor
+        self._runner = plan_executor(graph)
 
     # ------------------------------------------------------------------------------ metadata
     def get_inputs(self) -> list[NodeArg]:
@@ -137,7 +142,7 @@ class Session:
         """Outputs (all, or those named) for ``input_feed`` (name -> array), as NumPy arrays."""
         arrays = self._arrays(input_feed)
         with self._threading():
-            outs = interpret(self.graph, *arrays)
+            outs = self._runner(arrays)
         if output_names is None:
             return outs
         index = {n: i for i, n in enumerate(self._output_names)}
