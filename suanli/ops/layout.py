@@ -50,6 +50,7 @@ from .registry import Spec, apply, defprim, spec_str
 __all__ = ["to_nchwc", "from_nchwc", "conv2d_nchwc", "max_pool2d_nchwc", "block_weight", "block_bias"]
 
 BLOCKS = (8, 16)        # block sizes the native kernel is built for
+PAIRS = True
 REORDER_SPLIT = 1 << 19 # elements from which a reorder is split between two threads (1x64x56x56:
 #                         0.053 ms on one, 0.078 on two -- the hand-off costs more than the copy)
 
@@ -239,12 +240,19 @@ class _Scratch(threading.local):
 _scratch = _Scratch()
 
 
-def _padded(x: np.ndarray, padding) -> np.ndarray:
+def _padded(x: np.ndarray, padding, lib: Any = None, suffix: str = "") -> np.ndarray:
     (pt, pb), (pl, pr) = padding
     if pt == pb == pl == pr == 0:
         return np.ascontiguousarray(x)
     N, Cb, H, W, b = x.shape
     xp = _scratch.get((N, Cb, H + pt + pb, W + pl + pr, b), x.dtype)   # b: the input's block
+    if lib is not None and x.flags.c_contiguous:       # rows copied on the kernels' pool
+        from ..compiler.kernels import bind, num_threads, run_tasks
+        fn, addr = bind(lib, f"nchwc_pad_{suffix}")
+        dims = np.array([H, W, b, pt, pb, pl, pr], np.int64)
+        argv = (ctypes.c_void_p * 3)(native.address(x), native.address(xp), native.address(dims))
+        run_tasks(fn, addr, argv, N * Cb * (H + pt + pb), num_threads() if xp.size >= REORDER_SPLIT else 1)
+        return xp
     xp[:, :, :pt] = 0
     xp[:, :, pt + H:] = 0
     xp[:, :, pt:pt + H, :pl] = 0
@@ -262,22 +270,24 @@ def _native_conv(x, w, b, res, *, stride, padding, dilation, relu) -> np.ndarray
     if lib is None:
         debug_note(1, "conv2d_nchwc: native kernel unavailable, using the NumPy path")
         return None
-    from ..inference.conv_kernels import _parallel     # the conv kernels' 2-thread split (GIL released)
-    fn = getattr(lib, f"conv_nchwc_{suffix}_b{blk}")
+    from ..compiler.kernels import bind, num_threads, run_tasks
     N, Cb, H, W, bi = x.shape
     Ob, _, kh, kw, _, _ = w.shape
     (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = stride, padding, dilation
+    pair = Ob % 2 == 0 and bi == blk and sw in (1, 2) and PAIRS
+    fn, addr = bind(lib, f"conv_nchwc_{'pair' if pair else 'task'}_{suffix}_b{blk}")
     Ho, Wo = _out_size(H, kh, sh, pt + pb, dh), _out_size(W, kw, sw, pl + pr, dw)
-    xp = _padded(x, padding)
+    xp = _padded(x, padding, lib, suffix)
     w, b = np.ascontiguousarray(w), np.ascontiguousarray(b)
     res = None if res is None else np.ascontiguousarray(res)
     y = np.empty((N, Ob, Ho, Wo, blk), x.dtype)
     geo = _Geo(N, Cb, H + pt + pb, W + pl + pr, Ob, kh, kw, sh, sw, dh, dw, Ho, Wo, int(bool(relu)), bi)
-
-    def ptr(a):
-        return ctypes.c_void_p(None if a is None else a.ctypes.data)
-
-    _parallel(fn, N * Ob * Ho, ptr(xp), ptr(w), ptr(b), ptr(res), ptr(y), ctypes.byref(geo))
+    argv = (ctypes.c_void_p * 6)(native.address(xp), native.address(w), native.address(b),
+                                 None if res is None else native.address(res), native.address(y),
+                                 ctypes.addressof(geo))
+    # one work item per output row, split on the kernels' pool (its workers sleep between calls;
+    # a Python thread pool cost ~30-50 us of hand-off per layer)
+    run_tasks(fn, addr, argv, N * (Ob // 2 if pair else Ob) * Ho, num_threads())
     return y
 
 

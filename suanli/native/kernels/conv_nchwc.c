@@ -110,6 +110,44 @@ static inline __attribute__((always_inline)) void pixels_##SFX(                 
     }                                                                                                   \
 }                                                                                                       \
                                                                                                         \
+/* the same for two output blocks (ob, ob + 1) at once: 2 x RW accumulators, each broadcast input       \
+ * value feeds two FMAs (one weight vector per block); bi = B, stride SW along the width */             \
+static inline __attribute__((always_inline)) void pixels2_##SFX(                                        \
+        const T *restrict xn, const T *restrict w0, long wsize, const T *restrict bias,                 \
+        const T *restrict r0, const T *restrict r1, T *restrict y0, T *restrict y1, const nchwc_geo *g, \
+        long oh, long ow0, const int RW, const int SW) {                                                \
+    vec_##SFX acc0[RW_MAX], acc1[RW_MAX];                                                               \
+    vec_##SFX bv0 = ld_##SFX(bias), bv1 = ld_##SFX(bias + B);                                           \
+    _Pragma("GCC unroll 14") for (int r = 0; r < RW; r++) { acc0[r] = bv0; acc1[r] = bv1; }             \
+    const long xs = SW * B;                                                                             \
+    const T *w1 = w0 + wsize;                                                                           \
+    for (long cb = 0; cb < g->Cb; cb++) {                                                               \
+        for (long ky = 0; ky < g->kh; ky++) {                                                           \
+            const T *xr = xn + ((cb * g->Hp + oh * g->sh + ky * g->dh) * g->Wp + ow0 * SW) * B;         \
+            long wo = ((cb * g->kh + ky) * g->kw) * B * B;                                              \
+            for (long kx = 0; kx < g->kw; kx++, wo += B * B) {                                          \
+                const T *xp = xr + kx * g->dw * B;                                                      \
+                for (int ci = 0; ci < B; ci++) {                                                        \
+                    vec_##SFX wv0 = ld_##SFX(w0 + wo + ci * B), wv1 = ld_##SFX(w1 + wo + ci * B);       \
+                    _Pragma("GCC unroll 14") for (int r = 0; r < RW; r++) {                             \
+                        T xv = xp[r * xs + ci];                                                         \
+                        acc0[r] += xv * wv0;                                                            \
+                        acc1[r] += xv * wv1;                                                            \
+                    }                                                                                   \
+                }                                                                                       \
+            }                                                                                           \
+        }                                                                                               \
+    }                                                                                                   \
+    _Pragma("GCC unroll 14") for (int r = 0; r < RW; r++) {                                             \
+        vec_##SFX o0 = acc0[r], o1 = acc1[r];                                                           \
+        if (r0) { o0 += ld_##SFX(r0 + (ow0 + r) * B); o1 += ld_##SFX(r1 + (ow0 + r) * B); }             \
+        if (g->relu)                                                                                    \
+            for (int j = 0; j < B; j++) { o0[j] = o0[j] < 0 ? 0 : o0[j]; o1[j] = o1[j] < 0 ? 0 : o1[j]; }\
+        st_##SFX(y0 + (ow0 + r) * B, o0);                                                               \
+        st_##SFX(y1 + (ow0 + r) * B, o1);                                                               \
+    }                                                                                                   \
+}                                                                                                       \
+                                                                                                        \
 /* max pooling on the blocked layout: y (N, Cb, Ho, Wo, B) from x (N, Cb, H, W, B), items (n, cb, oh);  \
  * window taps outside the input are skipped (torch's -inf padding); NaN propagates as in np.maximum */ \
 void maxpool_nchwc_##SFX(const T *x, T *y, const pool_geo *g, long r0, long r1) {                       \
@@ -155,6 +193,68 @@ void conv_nchwc_##SFX(const T *x, const T *w, const T *bias, const T *res, T *y,
         else if (g->sw == 2) row2_##SFX(xn, wob, bp, rrow, yrow, g, oh);                                \
         else row0_##SFX(xn, wob, bp, rrow, yrow, g, oh);                                                \
     }                                                                                                   \
+}                                                                                                       \
+/* output rows (n, 2 * obp, oh) and (n, 2 * obp + 1, oh), items (n, obp, oh) in [i0, i1); Ob even,      \
+ * bi = B, width stride 1 or 2 -- ResNet's 3x3 and 1x1 layers after the stem. On the 2-core test        \
+ * machine this is the faster form: a broadcast feeds two FMAs instead of one. */                       \
+void conv_nchwc_pair_##SFX(void **a, long i0, long i1) {                                                \
+    const T *x = a[0], *w = a[1], *bias = a[2], *res = a[3];                                            \
+    T *y = a[4];                                                                                        \
+    const nchwc_geo *g = a[5];                                                                          \
+    const long wsize = g->Cb * g->kh * g->kw * B * B, Obp = g->Ob / 2;                                  \
+    for (long it = i0; it < i1; it++) {                                                                 \
+        long oh = it % g->Ho, t = it / g->Ho, obp = t % Obp, n = t / Obp, ob = 2 * obp;                 \
+        const T *xn = x + n * g->Cb * g->Hp * g->Wp * B, *w0 = w + ob * wsize, *bp = bias + ob * B;     \
+        long off0 = ((n * g->Ob + ob) * g->Ho + oh) * g->Wo * B, off1 = off0 + g->Ho * g->Wo * B;       \
+        const T *r0 = res ? res + off0 : 0, *r1 = res ? res + off1 : 0;                                 \
+        T *y0 = y + off0, *y1 = y + off1;                                                               \
+        long ow = 0;                                                                                    \
+        if (g->sw == 1) {                                                                               \
+            const int SW = 1;                                                                           \
+            for (; ow + RW_MAX <= g->Wo; ow += RW_MAX)                                                  \
+                pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, RW_MAX, SW);                \
+            switch (g->Wo - ow) {                                                                       \
+        case 13: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 13, SW); break;            \
+        case 12: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 12, SW); break;            \
+        case 11: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 11, SW); break;            \
+        case 10: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 10, SW); break;            \
+        case 9: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 9, SW); break;              \
+        case 8: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 8, SW); break;              \
+        case 7: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 7, SW); break;              \
+        case 6: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 6, SW); break;              \
+        case 5: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 5, SW); break;              \
+        case 4: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 4, SW); break;              \
+        case 3: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 3, SW); break;              \
+        case 2: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 2, SW); break;              \
+        case 1: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 1, SW); break;              \
+        default: break;                                                                                 \
+            }                                                                                           \
+        } else {                                                                                        \
+            const int SW = 2;                                                                           \
+            for (; ow + RW_MAX <= g->Wo; ow += RW_MAX)                                                  \
+                pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, RW_MAX, SW);            \
+            switch (g->Wo - ow) {                                                                       \
+        case 13: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 13, SW); break;        \
+        case 12: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 12, SW); break;        \
+        case 11: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 11, SW); break;        \
+        case 10: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 10, SW); break;        \
+        case 9: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 9, SW); break;          \
+        case 8: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 8, SW); break;          \
+        case 7: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 7, SW); break;          \
+        case 6: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 6, SW); break;          \
+        case 5: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 5, SW); break;          \
+        case 4: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 4, SW); break;          \
+        case 3: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 3, SW); break;          \
+        case 2: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 2, SW); break;          \
+        case 1: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 1, SW); break;          \
+        default: break;                                                                                 \
+            }                                                                                           \
+        }                                                                                               \
+    }                                                                                                   \
+}                                                                                                       \
+/* the same as a task of the compiler's thread pool (fused_pool.c): argv = {x, w, bias, res, y, geo} */ \
+void conv_nchwc_task_##SFX(void **a, long r0, long r1) {                                                \
+    conv_nchwc_##SFX(a[0], a[1], a[2], a[3], a[4], a[5], r0, r1);                                       \
 }
 
 CONV_NCHWC(float, int32_t, 16, f32_b16)
@@ -195,5 +295,27 @@ void nchwc_from_##SFX(const T *y, T *x, long C, long HW, long b, long Cb, long r
     }                                                                                                   \
 }
 
+/* Zero-padded copy of x (N, Cb, H, W, b) into xp (N, Cb, H + pt + pb, W + pl + pr, b), items = rows
+ * (n, cb, padded row) in [r0, r1), a pool task: argv = {x, xp, dims (long: H, W, b, pt, pb, pl, pr)}.
+ * Done in NumPy it was one core's serial ~50-100 us per layer between two parallel convolutions. */
+#define PAD(T, SFX)                                                                                     \
+void nchwc_pad_##SFX(void **a, long r0, long r1) {                                                      \
+    const T *x = a[0];                                                                                  \
+    T *xp = a[1];                                                                                       \
+    const long *d = a[2];                                                                               \
+    long H = d[0], W = d[1], b = d[2], pt = d[3], pb = d[4], pl = d[5], pr = d[6];                      \
+    long Hp = H + pt + pb, Wp = W + pl + pr;                                                            \
+    for (long it = r0; it < r1; it++) {                                                                 \
+        long r = it % Hp, plane = it / Hp, ih = r - pt;                                                 \
+        T *dst = xp + it * Wp * b;                                                                      \
+        if (ih < 0 || ih >= H) { memset(dst, 0, sizeof(T) * Wp * b); continue; }                        \
+        memset(dst, 0, sizeof(T) * pl * b);                                                             \
+        memcpy(dst + pl * b, x + (plane * H + ih) * W * b, sizeof(T) * W * b);                          \
+        memset(dst + (pl + W) * b, 0, sizeof(T) * pr * b);                                              \
+    }                                                                                                   \
+}
+
 REORDER(float, f32)
 REORDER(double, f64)
+PAD(float, f32)
+PAD(double, f64)
