@@ -317,3 +317,29 @@ def test_pass_is_registered_and_runs_by_name():
     from suanli.compiler.compile import _PASSES
     P.register_all()
     assert _PASSES["layout_nchwc"][0] is layout_nchwc and not _PASSES["layout_nchwc"][1]   # not a training default
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [CASES[3], CASES[6], (2, 32, 64, 10, 31, 3, 1, 1, 1)])
+def test_two_block_kernel_gives_the_one_block_kernels_bits(case, dtype, monkeypatch):
+    """conv_nchwc_pair (two output blocks per register block, even block counts) sums in the same
+    order as the one-block kernel, so the two agree exactly."""
+    import suanli.ops.layout as layout
+    N, C, O, H, W, k, stride, padding, dilation = case
+    rng = np.random.default_rng(2)
+    x = to_nchwc(suanli.tensor(rng.standard_normal((N, C, H, W)).astype(dtype)), 8)
+    wb = suanli.tensor(block_weight(rng.standard_normal((O, C, k, k)).astype(dtype), 8))
+    b = suanli.tensor(rng.standard_normal(O).astype(dtype))
+    r = to_nchwc(suanli.tensor(rng.standard_normal((N, O) + _out_hw(H, W, k, stride, padding)).astype(dtype)), 8)
+    runs = []
+    for pairs in (True, False):
+        monkeypatch.setattr(layout, "PAIRS", pairs)
+        runs.append(conv2d_nchwc(x, wb, b, r, stride=stride, padding=padding, dilation=dilation, relu=True).numpy())
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def _out_hw(H, W, k, stride, padding):
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    return (H + 2 * ph - k) // sh + 1, (W + 2 * pw - k) // sw + 1

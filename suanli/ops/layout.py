@@ -50,7 +50,7 @@ from .registry import Spec, apply, defprim, spec_str
 __all__ = ["to_nchwc", "from_nchwc", "conv2d_nchwc", "max_pool2d_nchwc", "block_weight", "block_bias"]
 
 BLOCKS = (8, 16)        # block sizes the native kernel is built for
-PAIRS = True
+PAIRS = True            # even output-block counts use the two-block kernel (conv_nchwc_pair; tests compare both)
 REORDER_SPLIT = 1 << 19 # elements from which a reorder is split between two threads (1x64x56x56:
 #                         0.053 ms on one, 0.078 on two -- the hand-off costs more than the copy)
 

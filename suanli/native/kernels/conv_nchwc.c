@@ -194,6 +194,31 @@ void conv_nchwc_##SFX(const T *x, const T *w, const T *bias, const T *res, T *y,
         else row0_##SFX(xn, wob, bp, rrow, yrow, g, oh);                                                \
     }                                                                                                   \
 }                                                                                                       \
+/* one pair of output rows, register blocks of RW_MAX pixels and the remainder (SW a constant) */       \
+static inline __attribute__((always_inline)) void row_pair_##SFX(                                       \
+        const T *xn, const T *w0, long wsize, const T *bp, const T *r0, const T *r1, T *y0, T *y1,      \
+        const nchwc_geo *g, long oh, const int SW) {                                                    \
+    long ow = 0;                                                                                        \
+    for (; ow + RW_MAX <= g->Wo; ow += RW_MAX)                                                          \
+        pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, RW_MAX, SW);                        \
+    switch (g->Wo - ow) {                                                                               \
+        case 13: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 13, SW); break;            \
+        case 12: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 12, SW); break;            \
+        case 11: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 11, SW); break;            \
+        case 10: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 10, SW); break;            \
+        case 9: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 9, SW); break;              \
+        case 8: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 8, SW); break;              \
+        case 7: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 7, SW); break;              \
+        case 6: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 6, SW); break;              \
+        case 5: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 5, SW); break;              \
+        case 4: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 4, SW); break;              \
+        case 3: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 3, SW); break;              \
+        case 2: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 2, SW); break;              \
+        case 1: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 1, SW); break;              \
+    default: break;                                                                                     \
+    }                                                                                                   \
+}                                                                                                       \
+                                                                                                        \
 /* output rows (n, 2 * obp, oh) and (n, 2 * obp + 1, oh), items (n, obp, oh) in [i0, i1); Ob even,      \
  * bi = B, width stride 1 or 2 -- ResNet's 3x3 and 1x1 layers after the stem. On the 2-core test        \
  * machine this is the faster form: a broadcast feeds two FMAs instead of one. */                       \
@@ -208,48 +233,8 @@ void conv_nchwc_pair_##SFX(void **a, long i0, long i1) {                        
         long off0 = ((n * g->Ob + ob) * g->Ho + oh) * g->Wo * B, off1 = off0 + g->Ho * g->Wo * B;       \
         const T *r0 = res ? res + off0 : 0, *r1 = res ? res + off1 : 0;                                 \
         T *y0 = y + off0, *y1 = y + off1;                                                               \
-        long ow = 0;                                                                                    \
-        if (g->sw == 1) {                                                                               \
-            const int SW = 1;                                                                           \
-            for (; ow + RW_MAX <= g->Wo; ow += RW_MAX)                                                  \
-                pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, RW_MAX, SW);                \
-            switch (g->Wo - ow) {                                                                       \
-        case 13: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 13, SW); break;            \
-        case 12: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 12, SW); break;            \
-        case 11: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 11, SW); break;            \
-        case 10: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 10, SW); break;            \
-        case 9: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 9, SW); break;              \
-        case 8: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 8, SW); break;              \
-        case 7: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 7, SW); break;              \
-        case 6: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 6, SW); break;              \
-        case 5: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 5, SW); break;              \
-        case 4: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 4, SW); break;              \
-        case 3: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 3, SW); break;              \
-        case 2: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 2, SW); break;              \
-        case 1: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 1, SW); break;              \
-        default: break;                                                                                 \
-            }                                                                                           \
-        } else {                                                                                        \
-            const int SW = 2;                                                                           \
-            for (; ow + RW_MAX <= g->Wo; ow += RW_MAX)                                                  \
-                pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, RW_MAX, SW);            \
-            switch (g->Wo - ow) {                                                                       \
-        case 13: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 13, SW); break;        \
-        case 12: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 12, SW); break;        \
-        case 11: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 11, SW); break;        \
-        case 10: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 10, SW); break;        \
-        case 9: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 9, SW); break;          \
-        case 8: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 8, SW); break;          \
-        case 7: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 7, SW); break;          \
-        case 6: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 6, SW); break;          \
-        case 5: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 5, SW); break;          \
-        case 4: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 4, SW); break;          \
-        case 3: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 3, SW); break;          \
-        case 2: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 2, SW); break;          \
-        case 1: pixels2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, ow, 1, SW); break;          \
-        default: break;                                                                                 \
-            }                                                                                           \
-        }                                                                                               \
+        if (g->sw == 1) row_pair_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, 1);                    \
+        else row_pair_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, 2);                               \
     }                                                                                                   \
 }                                                                                                       \
 /* the same as a task of the compiler's thread pool (fused_pool.c): argv = {x, w, bias, res, y, geo} */ \
