@@ -496,3 +496,16 @@ def test_matmul_read_by_a_head_permute_is_written_in_that_layout():
     assert any(o == "matmul[native]+permute(0, 2, 1, 3)" for o in ops), ops
     want = (q.numpy() @ k.numpy()).transpose(0, 2, 1, 3).reshape(2, 8, 24)
     np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
+
+
+@needs_cc
+def test_gemm_kernel_rejects_arguments_it_was_not_built_for():
+    from suanli.compiler.gemm import GemmKernel
+    from suanli.errors import ShapeError
+    k = GemmKernel((4, 3), (3, 5), np.float32)
+    a, b = np.ones((4, 3), np.float32), np.ones((3, 5), np.float32)
+    for bad in [(np.ones((4, 4), np.float32), b), (a, np.ones((3, 6), np.float32)), (a.astype(np.float64), b),
+                (a, b, np.ones(4, np.float32))]:
+        with pytest.raises(ShapeError, match=r"(?s)GemmKernel.*a \(4, 3\) float32, b \(3, 5\)"):
+            k(*bad)
+    assert k(a, b, np.ones(5, np.float32))[0][0, 0] == 4.0

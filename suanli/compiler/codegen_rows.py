@@ -38,7 +38,7 @@ _KERNELS = Path(native.__file__).parent / "kernels"
 _FILES = {"softmax": "softmax_rows", "softmax_grad": "softmax_rows", "standardize": "layernorm_rows",
           "standardize_grad": "layernorm_rows"}
 ROW_OPS = ("softmax", "softmax_grad", "standardize", "standardize_grad")
-_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+_SUFFIX = native.KERNEL_SUFFIX
 
 
 def _library(op: str) -> Any:

@@ -28,13 +28,14 @@ import numpy as np
 
 from .. import native
 from ..native import address as _address
+from ..errors import ShapeError, op_error
 from ..graph.interpret import run_primitive
 from . import kernels
 from .kernels import bind, num_threads, run_tasks
 
 __all__ = ["GemmKernel", "tiling"]
 
-_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+_SUFFIX = native.KERNEL_SUFFIX
 
 
 L2_BUDGET = 1 << 19        # bytes of packed A a task may hold
@@ -143,14 +144,15 @@ class GemmKernel:
             b, bias = self.weight, rest
         else:
             b, bias = rest[0], rest[1:]
+        self._check(a, b, bias)
         if self._fn is None or 0 in (self.M, self.N, self.K) or 0 in self.batch:
             if bias:
                 return [run_primitive("linear", [a, b, bias[0]], {})]
             out = run_primitive("matmul", [a, b], {})
             return [np.ascontiguousarray(out.transpose(0, 2, 1, 3)) if self.heads_last else out]
-        if a.dtype != self.dtype or b.dtype != self.dtype or any(s % a.itemsize for s in a.strides + b.strides):
-            a, b = np.ascontiguousarray(a, self.dtype), np.ascontiguousarray(b, self.dtype)
-        b_vec = np.ascontiguousarray(bias[0], self.dtype) if bias else None
+        if any(s % a.itemsize for s in a.strides + b.strides):      # unaligned views: no element strides
+            a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+        b_vec = np.ascontiguousarray(bias[0]) if bias else None
         out = np.empty(self.out_shape, self.dtype)
         item = a.itemsize
         M, lead = self.M, len(self.batch)
@@ -188,6 +190,19 @@ class GemmKernel:
                                      None if self._packed is None else _address(self._packed))
         run_tasks(self._fn, self._addr, argv, count * tiles_m * tiles_n, threads)
         return [out]
+
+    def _check(self, a: np.ndarray, b: np.ndarray, bias: tuple) -> None:
+        """The C kernel trusts the shapes it was built for: check them (and dtypes) on every call."""
+        want = [("a", self.a_shape), ("b", self.b_shape)] + [("bias", (self.N,))] * len(bias)
+        got = [a, b, *bias]
+        if len(bias) > 1 or any(not isinstance(x, np.ndarray) or x.shape != shape or x.dtype != self.dtype
+                                for x, (_, shape) in zip(got, want)):
+            raise op_error("GemmKernel", "arguments do not match the shapes and dtype the kernel was built for",
+                           expect=", ".join(f"{n} {s} {self.dtype}" for n, s in want),
+                           actual=", ".join(f"{getattr(x, 'shape', type(x).__name__)} {getattr(x, 'dtype', '')}"
+                                            for x in got),
+                           hint="build a GemmKernel for these shapes (a compiled plan re-traces on new ones)",
+                           cls=ShapeError)
 
     def __repr__(self) -> str:
         return f"<GemmKernel {self.a_shape} @ {self.b_shape} {self.dtype}{' heads_last' if self.heads_last else ''}>"

@@ -41,7 +41,7 @@ import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -56,7 +56,7 @@ __all__ = ["winograd_conv2d", "winograd_conv2d_input_grad", "winograd_conv2d_wei
            "clear_scratch"]
 
 Padding = tuple[tuple[int, int], tuple[int, int]]
-_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+_SUFFIX = native.KERNEL_SUFFIX
 _TILE = 4                      # F(4x4, 3x3): 4x4 output tiles from 6x6 input patches
 V_BYTES = 1 << 20              # transformed input per batch chunk: 1 MiB keeps V and M in L2/L3 between
 #                                the transforms and the GEMMs (64ch 56x56 batch 8: 5.4 ms, 16 MiB: 12 ms)
@@ -131,6 +131,12 @@ def _over_chunks(work, chunks: list[tuple[int, int]]) -> list:
     shares = [chunks[i::_threads] for i in range(_threads)]
     futures = [_get_pool().submit(work, share, False) for share in shares[1:]]
     return [work(shares[0], False)] + [f.result() for f in futures]
+
+
+def _check_cotangent(op: str, g: np.ndarray, geo: Any, what: str) -> None:
+    """A gradient kernel's cotangent must have the forward output's shape (N, O, Ho, Wo)."""
+    if g.shape != (geo.N, geo.O, geo.Ho, geo.Wo):
+        raise op_error(op, what, expect=f"g of shape {(geo.N, geo.O, geo.Ho, geo.Wo)}", actual=f"g {tuple(g.shape)}")
 
 
 # ================================================================================ native access
@@ -445,9 +451,7 @@ def depthwise_conv2d_input_grad(g: np.ndarray, w: np.ndarray, input_shape: Seque
     """
     _check_arrays("depthwise_conv2d_input_grad", g, w)
     geo = _dw_geometry("depthwise_conv2d_input_grad", tuple(input_shape), w.shape, stride, padding, dilation)
-    if g.shape != (geo.N, geo.O, geo.Ho, geo.Wo):
-        raise op_error("depthwise_conv2d_input_grad", "the cotangent does not fit the weight and input size",
-                       expect=f"g of shape {(geo.N, geo.O, geo.Ho, geo.Wo)}", actual=f"g {tuple(g.shape)}")
+    _check_cotangent("depthwise_conv2d_input_grad", g, geo, "the cotangent does not fit the weight and input size")
     g, w = np.ascontiguousarray(g), np.ascontiguousarray(w)
     dx = np.empty((geo.N, geo.C, geo.H, geo.W), g.dtype)
     return dx if _dw_call("dwconv_input_t", g.dtype, geo.N * geo.C, g, w, dx, geo=geo) else None
@@ -466,9 +470,7 @@ def depthwise_conv2d_weight_grad(x: np.ndarray, g: np.ndarray, kernel_size: Sequ
     _check_arrays("depthwise_conv2d_weight_grad", x, g)
     w_shape = (g.shape[1] if g.ndim == 4 else 0, 1, *kernel_size)
     geo = _dw_geometry("depthwise_conv2d_weight_grad", x.shape, w_shape, stride, padding, dilation)
-    if g.shape != (geo.N, geo.O, geo.Ho, geo.Wo):
-        raise op_error("depthwise_conv2d_weight_grad", "the cotangent does not fit the input",
-                       expect=f"g of shape {(geo.N, geo.O, geo.Ho, geo.Wo)}", actual=f"g {tuple(g.shape)}")
+    _check_cotangent("depthwise_conv2d_weight_grad", g, geo, "the cotangent does not fit the input")
     x, g = np.ascontiguousarray(x), np.ascontiguousarray(g)
     dw = np.empty(w_shape, x.dtype)
     return dw if _dw_call("dwconv_weight_t", x.dtype, geo.O, x, g, dw, geo=geo) else None
@@ -580,9 +582,7 @@ def direct_conv2d_input_grad(g: np.ndarray, w: np.ndarray, input_shape: Sequence
     """
     _check_arrays("direct_conv2d_input_grad", g, w)
     geo = _direct_geometry("direct_conv2d_input_grad", tuple(input_shape), w.shape, stride, padding, dilation)
-    if g.shape != (geo.N, geo.O, geo.Ho, geo.Wo):
-        raise op_error("direct_conv2d_input_grad", "the cotangent does not fit the weight and input size",
-                       expect=f"g of shape {(geo.N, geo.O, geo.Ho, geo.Wo)}", actual=f"g {tuple(g.shape)}")
+    _check_cotangent("direct_conv2d_input_grad", g, geo, "the cotangent does not fit the weight and input size")
     g, w = np.ascontiguousarray(g), np.ascontiguousarray(w)
     dx = np.empty((geo.N, geo.C, geo.H, geo.W), g.dtype)
     if dx.size == 0 or g.size == 0:
@@ -604,9 +604,7 @@ def direct_conv2d_weight_grad(x: np.ndarray, g: np.ndarray, kernel_size: Sequenc
     O = g.shape[1] if g.ndim == 4 else 0
     w_shape = (O, x.shape[1] if x.ndim == 4 else 0, *kernel_size)
     geo = _direct_geometry("direct_conv2d_weight_grad", x.shape, w_shape, stride, padding, dilation)
-    if g.shape != (geo.N, geo.O, geo.Ho, geo.Wo):
-        raise op_error("direct_conv2d_weight_grad", "the cotangent does not fit the input",
-                       expect=f"g of shape {(geo.N, geo.O, geo.Ho, geo.Wo)}", actual=f"g {tuple(g.shape)}")
+    _check_cotangent("direct_conv2d_weight_grad", g, geo, "the cotangent does not fit the input")
     if x.size == 0 or g.size == 0:
         return np.zeros(w_shape, x.dtype)
     x, g = np.ascontiguousarray(x), np.ascontiguousarray(g)

@@ -51,7 +51,7 @@ import numpy as np
 from .._config import debug_note
 
 __all__ = ["kernel", "load", "compile_source", "default_flags", "compiler", "cache_dir", "enabled",
-           "disabled", "default_threads", "address", "openblas_libs", "blas_threads"]
+           "disabled", "default_threads", "address", "KERNEL_SUFFIX", "openblas_libs", "blas_threads"]
 
 _KERNELS = Path(__file__).parent / "kernels"
 _BASE_FLAGS = (["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno"], ["-O3", "-fopenmp-simd"], ["-O3"])
@@ -306,6 +306,9 @@ def _reset() -> None:
 
 
 # ============================================================================ threads and OpenBLAS
+# the suffix of a kernel's float32 / float64 variant (``gemm_f32``, ``conv_nchwc_f64_b16``, ...)
+KERNEL_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+
 _char_view = ctypes.c_char.from_buffer
 _addressof = ctypes.addressof
 

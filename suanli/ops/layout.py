@@ -34,6 +34,7 @@ True
 from __future__ import annotations
 
 import ctypes
+import functools
 import threading
 from typing import Any
 
@@ -63,7 +64,7 @@ def _blocks(c: int, block: int) -> int:
 def _reorder(name: str, src: np.ndarray, dst: np.ndarray, C: int, block: int) -> bool:
     """``nchwc_to`` / ``nchwc_from`` of ``native/kernels/conv_nchwc.c`` over (n, block) rows, split
     between the conv kernels' threads when large; False when native kernels are unavailable."""
-    suffix = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}.get(src.dtype)
+    suffix = native.KERNEL_SUFFIX.get(src.dtype)
     lib = native.load("conv_nchwc") if suffix and native.enabled() and src.size else None
     if lib is None:
         return False
@@ -240,15 +241,24 @@ class _Scratch(threading.local):
 _scratch = _Scratch()
 
 
-def _padded(x: np.ndarray, padding, lib: Any = None, suffix: str = "") -> np.ndarray:
+@functools.lru_cache(maxsize=None)
+def _task(symbol: str) -> tuple[Any, int]:
+    """A pool task function of ``kernels/conv_nchwc.c`` (bound once, not per layer call)."""
+    from ..compiler.kernels import bind
+    return bind(native.load("conv_nchwc"), symbol)
+
+
+def _padded(x: np.ndarray, padding, suffix: str | None = None) -> np.ndarray:
+    """``x`` zero-padded spatially (a reused scratch buffer); rows copied on the kernels' pool when
+    ``suffix`` names the native kernel's dtype variant."""
     (pt, pb), (pl, pr) = padding
     if pt == pb == pl == pr == 0:
         return np.ascontiguousarray(x)
     N, Cb, H, W, b = x.shape
     xp = _scratch.get((N, Cb, H + pt + pb, W + pl + pr, b), x.dtype)   # b: the input's block
-    if lib is not None and x.flags.c_contiguous:       # rows copied on the kernels' pool
-        from ..compiler.kernels import bind, num_threads, run_tasks
-        fn, addr = bind(lib, f"nchwc_pad_{suffix}")
+    if suffix is not None and x.flags.c_contiguous:
+        from ..compiler.kernels import num_threads, run_tasks
+        fn, addr = _task(f"nchwc_pad_{suffix}")
         dims = np.array([H, W, b, pt, pb, pl, pr], np.int64)
         argv = (ctypes.c_void_p * 3)(native.address(x), native.address(xp), native.address(dims))
         run_tasks(fn, addr, argv, N * Cb * (H + pt + pb), num_threads() if xp.size >= REORDER_SPLIT else 1)
@@ -262,7 +272,7 @@ def _padded(x: np.ndarray, padding, lib: Any = None, suffix: str = "") -> np.nda
 
 
 def _native_conv(x, w, b, res, *, stride, padding, dilation, relu) -> np.ndarray | None:
-    suffix = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}.get(x.dtype)
+    suffix = native.KERNEL_SUFFIX.get(x.dtype)
     blk = w.shape[5]
     if suffix is None or blk not in BLOCKS or not native.enabled():
         return None
@@ -270,14 +280,14 @@ def _native_conv(x, w, b, res, *, stride, padding, dilation, relu) -> np.ndarray
     if lib is None:
         debug_note(1, "conv2d_nchwc: native kernel unavailable, using the NumPy path")
         return None
-    from ..compiler.kernels import bind, num_threads, run_tasks
+    from ..compiler.kernels import num_threads, run_tasks
     N, Cb, H, W, bi = x.shape
     Ob, _, kh, kw, _, _ = w.shape
     (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = stride, padding, dilation
     pair = Ob % 2 == 0 and bi == blk and sw in (1, 2) and PAIRS
-    fn, addr = bind(lib, f"conv_nchwc_{'pair' if pair else 'task'}_{suffix}_b{blk}")
+    fn, addr = _task(f"conv_nchwc_{'pair' if pair else 'task'}_{suffix}_b{blk}")
     Ho, Wo = _out_size(H, kh, sh, pt + pb, dh), _out_size(W, kw, sw, pl + pr, dw)
-    xp = _padded(x, padding, lib, suffix)
+    xp = _padded(x, padding, suffix)
     w, b = np.ascontiguousarray(w), np.ascontiguousarray(b)
     res = None if res is None else np.ascontiguousarray(res)
     y = np.empty((N, Ob, Ho, Wo, blk), x.dtype)
@@ -285,8 +295,8 @@ def _native_conv(x, w, b, res, *, stride, padding, dilation, relu) -> np.ndarray
     argv = (ctypes.c_void_p * 6)(native.address(xp), native.address(w), native.address(b),
                                  None if res is None else native.address(res), native.address(y),
                                  ctypes.addressof(geo))
-    # one work item per output row, split on the kernels' pool (its workers sleep between calls;
-    # a Python thread pool cost ~30-50 us of hand-off per layer)
+    # one work item per output row (per pair of output blocks), split on the kernels' pool: the
+    # same sleeping workers as the GEMM and the fused loops, so no second pool competes for cores
     run_tasks(fn, addr, argv, N * (Ob // 2 if pair else Ob) * Ho, num_threads())
     return y
 
@@ -328,7 +338,7 @@ def _max_pool2d_nchwc_impl(x, *, kernel_size, stride, padding, dilation, ceil_mo
                                        padding=padding, dilation=dilation, ceil_mode=ceil_mode)
     N, Cb, H, W, b = x.shape
     Ho, Wo = out_spec.shape[2:4]
-    suffix = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}.get(x.dtype)
+    suffix = native.KERNEL_SUFFIX.get(x.dtype)
     lib = native.load("conv_nchwc") if suffix and b in BLOCKS and native.enabled() and x.size else None
     if lib is None:       # the NumPy path: max_pool2d's own kernel on the unblocked tensor
         y = _max_pool2d_impl(_from_nchwc_impl(x, channels=Cb * b), kernel_size=kernel_size, stride=stride,
