@@ -33,6 +33,33 @@ def median_time(fn: Callable[[], object], *, repeat: int = 7, number: int | None
     return statistics.median(samples)
 
 
+def interleaved_medians(fns: dict[str, Callable[[], object]], *, rounds: int = 15, min_time: float = 0.1,
+                        settle: bool = True) -> dict[str, float]:
+    """Median seconds per call of each function, timed in alternation: every round runs each one for
+    about ``min_time`` (``0``: one call), so load that drifts on a shared machine hits all of them
+    alike and the ratios stay fair (timing one peer after the other measured the same model 10-30%
+    apart here). With ``settle`` each batch starts after a 0.1 s pause and one untimed call: the
+    previous runtime's threads spin on after its last call (onnxruntime's made torch's next call 2.5x
+    slower, torch's made ours 2x)."""
+    number = {}
+    for name, fn in fns.items():
+        fn()  # warm-up
+        t0 = time.perf_counter()
+        fn()
+        number[name] = max(1, int(min_time / max(time.perf_counter() - t0, 1e-7)))
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            if settle:
+                time.sleep(0.1)
+                fn()
+            t0 = time.perf_counter()
+            for _ in range(number[name]):
+                fn()
+            samples[name].append((time.perf_counter() - t0) / number[name])
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
 def machine() -> str:
     import os
     return f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}, {platform.platform()}"

@@ -121,7 +121,7 @@ def _child(case: str, threads: int) -> list[dict]:
 
     sys.path.insert(0, HERE)
     import suanli
-    from _harness import median_time
+    from _harness import interleaved_medians
     from suanli.inference.session import Session
     from suanli.models import resnet18
 
@@ -165,11 +165,9 @@ def _child(case: str, threads: int) -> list[dict]:
         def run_torch():
             with torch.no_grad():
                 tmodel(torch.from_numpy(x))
-        rep = 7
-        res = {"case": case, "batch": b, "threads": threads, "rel_err": err, "ort_rel_err": ort_err,
-               "suanli_s": median_time(lambda: sess.run(None, {"input": x}), repeat=rep, min_time=0.3),
-               "ort_s": median_time(lambda: osess.run(None, {"input": x}), repeat=rep, min_time=0.3),
-               "torch_s": median_time(run_torch, repeat=rep, min_time=0.3)}
+        times = interleaved_medians({"suanli_s": lambda: sess.run(None, {"input": x}),
+                                     "ort_s": lambda: osess.run(None, {"input": x}), "torch_s": run_torch})
+        res = {"case": case, "batch": b, "threads": threads, "rel_err": err, "ort_rel_err": ort_err, **times}
         results.append(res)
     return results
 
@@ -229,20 +227,6 @@ def _session_decoder(model):
     return step
 
 
-def _interleaved(fns: dict, rounds: int) -> dict:
-    """Median seconds per call of each function, calling them in turn ``rounds`` times (after a warm-up)."""
-    import statistics
-    import time
-    times: dict = {k: [] for k in fns}
-    for r in range(rounds + 1):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            if r:
-                times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
 def _child_gpt(threads: int) -> list[dict]:
     import numpy as np
     import onnxruntime as ort
@@ -250,6 +234,7 @@ def _child_gpt(threads: int) -> list[dict]:
 
     sys.path.insert(0, HERE)
     import suanli
+    from _harness import interleaved_medians
     from _torch_models import GPT as TorchGPT, GPTDecodeStep, GPTPrefill, KVCache as TorchKVCache, load_from_suanli
     from suanli.inference.session import Session
     from suanli.models import GPT, GPTConfig
@@ -354,8 +339,9 @@ def _child_gpt(threads: int) -> list[dict]:
                "same_tokens": {k: bool((v == tokens["torch"]).all()) for k, v in tokens.items()},
                "distinct_tokens": len(set(tokens["torch"].tolist()))}
         # round-robin: one whole generation of each per round, so load from other processes hits all alike
-        times = _interleaved({"suanli_s": run_suanli, "ort_s": run_ort, "torch_s": run_torch,
-                              "session_s": run_session, "nocache_s": run_suanli_nocache}, rounds=15)
+        times = interleaved_medians({"suanli_s": run_suanli, "ort_s": run_ort, "torch_s": run_torch,
+                                     "session_s": run_session, "nocache_s": run_suanli_nocache},
+                                    rounds=15, min_time=0.0, settle=False)
         res.update({k: t / NEW_TOKENS for k, t in times.items()})
         results.append(res)
     return results

@@ -93,9 +93,11 @@ CASES = [  # N, C, O, H, W, k, stride, padding, dilation
     (3, 16, 16, 15, 33, 3, (1, 2), (0, 1), 1),   # width 31 / 17: register blocks of 14 plus a remainder
     (1, 24, 40, 5, 6, 5, 1, 2, 1),
 ]
-NARROW = [  # inputs with fewer channels than a block, read as one block of C (NHWC)
+NARROW = [  # inputs with fewer channels than a block: one block of C (NHWC) or planar NCHW (blocks of 1)
     (2, 3, 16, 17, 15, 7, 2, 3, 1),
     (1, 5, 8, 9, 9, 3, 1, 1, 2),
+    (2, 3, 32, 29, 33, 7, 2, 3, 1),     # an RGB stem with two output blocks: the two-block planar kernel
+    (1, 3, 32, 9, 12, 3, 1, 1, 1),
 ]
 
 
@@ -107,9 +109,16 @@ def test_conv2d_nchwc_matches_torch(case, block, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("planar", [False, True])
 @pytest.mark.parametrize("case", NARROW)
-def test_conv2d_nchwc_narrow_input_matches_torch(case, dtype):
-    _check_against_torch(case, 16, dtype, in_block=case[1])
+def test_conv2d_nchwc_narrow_input_matches_torch(case, planar, dtype):
+    _check_against_torch(case, 16, dtype, in_block=1 if planar else case[1])
+
+
+def test_planar_blocks_are_a_view():
+    x = suanli.randn(2, 3, 5, 4)
+    xb = to_nchwc(x, 1)
+    assert xb.shape == (2, 3, 5, 4, 1) and np.shares_memory(xb.numpy(), x.numpy())
 
 
 def _check_against_torch(case, block, dtype, in_block):
@@ -298,10 +307,10 @@ def test_resnet18_session_with_layout_pass(policy):
         if node.op in ("to_nchwc", "from_nchwc"):
             producer = node.inputs[0].producer
             assert producer is None or producer.op not in ("to_nchwc", "from_nchwc")
-    assert ops[0] == "to_nchwc" and blocked.graph.nodes[-1].op != "from_nchwc"   # the stem reads NHWC
+    assert ops[0] == "to_nchwc" and blocked.graph.nodes[-1].op != "from_nchwc"   # the stem reads planar NCHW
     if policy is _always:
         assert ops.count("conv2d_nchwc") == n_conv and "conv2d" not in ops
-        # one region: the stem reads its 3 channels as one NHWC block (relu fused), max pooling runs
+        # one region: the stem reads its 3 channels as planar blocks of 1 (a view; relu fused), max pooling runs
         # blocked, the blocked tensor flows to avg_pool
         assert ops.count("to_nchwc") == 1 and ops.count("from_nchwc") == 1
         assert ops[:3] == ["to_nchwc", "conv2d_nchwc", "max_pool2d_nchwc"]
@@ -319,24 +328,39 @@ def test_pass_is_registered_and_runs_by_name():
     assert _PASSES["layout_nchwc"][0] is layout_nchwc and not _PASSES["layout_nchwc"][1]   # not a training default
 
 
+PAIR_CASES = [  # N, C, O, H, W, k, stride, padding, dilation, input block (1: planar NCHW)
+    (2, 16, 32, 9, 7, 1, 2, 0, 1, 16),
+    (3, 16, 32, 15, 33, 3, (1, 2), (0, 1), 1, 16),
+    (2, 32, 64, 10, 31, 3, 1, 1, 1, 16),          # width 31 = 14 + 14 + 2 + 1
+    (1, 32, 32, 9, 27, 3, 1, 1, 1, 16),           # width 27 = 14 + 8 + 4 + 1
+    (1, 16, 32, 7, 7, 3, 1, 1, 1, 16),            # width 7: one block of 7
+    (1, 3, 32, 30, 40, 7, 2, 3, 1, 1),            # planar stride 2 (an RGB stem), width 20 = 14 + 4 + 2
+    (2, 5, 32, 11, 17, 3, 1, 1, 1, 1),            # planar stride 1, width 17 = 14 + 2 + 1
+]
+
+
 @needs_native
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("case", [CASES[3], CASES[6], (2, 32, 64, 10, 31, 3, 1, 1, 1)])
-def test_two_block_kernel_gives_the_one_block_kernels_bits(case, dtype, monkeypatch):
-    """conv_nchwc_pair (two output blocks per register block, even block counts) sums in the same
-    order as the one-block kernel, so the two agree exactly."""
+@pytest.mark.parametrize("case", PAIR_CASES)
+def test_two_block_kernel_gives_the_one_block_kernels_bits(case, monkeypatch):
+    """conv_nchwc_pair (two output blocks per register block, even block counts; built for float32
+    block 16) sums in the same order as the one-block kernel, so the two agree exactly."""
     import suanli.ops.layout as layout
-    N, C, O, H, W, k, stride, padding, dilation = case
+    N, C, O, H, W, k, stride, padding, dilation, bi = case
     rng = np.random.default_rng(2)
-    x = to_nchwc(suanli.tensor(rng.standard_normal((N, C, H, W)).astype(dtype)), 8)
-    wb = suanli.tensor(block_weight(rng.standard_normal((O, C, k, k)).astype(dtype), 8))
-    b = suanli.tensor(rng.standard_normal(O).astype(dtype))
-    r = to_nchwc(suanli.tensor(rng.standard_normal((N, O) + _out_hw(H, W, k, stride, padding)).astype(dtype)), 8)
+    x = to_nchwc(suanli.tensor(rng.standard_normal((N, C, H, W)).astype(np.float32)), bi)
+    wb = suanli.tensor(block_weight(rng.standard_normal((O, C, k, k)).astype(np.float32), 16, bi))
+    b = suanli.tensor(rng.standard_normal(O).astype(np.float32))
+    r = to_nchwc(suanli.tensor(rng.standard_normal((N, O) + _out_hw(H, W, k, stride, padding)).astype(np.float32)), 16)
     runs = []
     for pairs in (True, False):
         monkeypatch.setattr(layout, "PAIRS", pairs)
         runs.append(conv2d_nchwc(x, wb, b, r, stride=stride, padding=padding, dilation=dilation, relu=True).numpy())
     np.testing.assert_array_equal(runs[0], runs[1])
+    ref = _torch_conv(from_nchwc(x, C).numpy().astype(np.float64),
+                      wb.numpy().transpose(0, 5, 1, 4, 2, 3).reshape(O, -1, k, k)[:, :C].astype(np.float64),
+                      b.numpy().astype(np.float64), stride, padding, dilation)
+    want = np.maximum(ref + from_nchwc(r, O).numpy(), 0)
+    np.testing.assert_allclose(from_nchwc(suanli.tensor(runs[0]), O).numpy(), want, rtol=1e-4, atol=1e-4)
 
 
 def _out_hw(H, W, k, stride, padding):

@@ -52,8 +52,10 @@ __all__ = ["to_nchwc", "from_nchwc", "conv2d_nchwc", "max_pool2d_nchwc", "block_
 
 BLOCKS = (8, 16)        # block sizes the native kernel is built for
 PAIRS = True            # even output-block counts use the two-block kernel (conv_nchwc_pair; tests compare both)
+PAIR_VARIANTS = {"f32_b16"}   # the kernel variants built with the two-block form (see conv_nchwc.c)
 REORDER_SPLIT = 1 << 19 # elements from which a reorder is split between two threads (1x64x56x56:
 #                         0.053 ms on one, 0.078 on two -- the hand-off costs more than the copy)
+PAD_SPLIT = 1 << 17       # elements from which the padding copy is split (1x64x58x58: 25.7 -> 22.8 us)
 
 
 # =================================================================================== reorders
@@ -63,20 +65,23 @@ def _blocks(c: int, block: int) -> int:
 
 def _reorder(name: str, src: np.ndarray, dst: np.ndarray, C: int, block: int) -> bool:
     """``nchwc_to`` / ``nchwc_from`` of ``native/kernels/conv_nchwc.c`` over (n, block) rows, split
-    between the conv kernels' threads when large; False when native kernels are unavailable."""
+    between the kernels' pool threads when large; False when native kernels are unavailable."""
     suffix = native.KERNEL_SUFFIX.get(src.dtype)
-    lib = native.load("conv_nchwc") if suffix and native.enabled() and src.size else None
-    if lib is None:
+    if not (suffix and native.enabled() and src.size and native.load("conv_nchwc") is not None):
         return False
-    from ..inference.conv_kernels import _parallel
+    from ..compiler.kernels import num_threads, run_tasks
     N, HW, Cb = dst.shape[0], src.shape[2] * src.shape[3], _blocks(C, block)
-    args = [ctypes.c_void_p(a.ctypes.data) for a in (src, dst)] + [ctypes.c_long(v) for v in (C, HW, block, Cb)]
-    _parallel(getattr(lib, f"{name}_{suffix}"), N * Cb, *args, split=src.size >= REORDER_SPLIT)
+    fn, addr = _task(f"{name}_task_{suffix}")
+    dims = np.array([C, HW, block, Cb], np.int64)
+    argv = (ctypes.c_void_p * 3)(native.address(src), native.address(dst), native.address(dims))
+    run_tasks(fn, addr, argv, N * Cb, num_threads() if src.size >= REORDER_SPLIT else 1)
     return True
 
 
 def _to_nchwc_impl(x: np.ndarray, *, block: int) -> np.ndarray:
     N, C, H, W = x.shape
+    if block == 1:              # blocks of one channel are NCHW itself: a view, no copy
+        return np.ascontiguousarray(x).reshape(N, C, H, W, 1)
     out = np.empty((N, _blocks(C, block), H, W, block), x.dtype)
     if not _reorder("nchwc_to", np.ascontiguousarray(x), out, C, block):
         full = C // block
@@ -248,9 +253,9 @@ def _task(symbol: str) -> tuple[Any, int]:
     return bind(native.load("conv_nchwc"), symbol)
 
 
-def _padded(x: np.ndarray, padding, suffix: str | None = None) -> np.ndarray:
+def _padded(x: np.ndarray, padding, suffix: str | None = None, dims: np.ndarray | None = None) -> np.ndarray:
     """``x`` zero-padded spatially (a reused scratch buffer); rows copied on the kernels' pool when
-    ``suffix`` names the native kernel's dtype variant."""
+    ``suffix`` names the native kernel's dtype variant (``dims``: its geometry, when cached)."""
     (pt, pb), (pl, pr) = padding
     if pt == pb == pl == pr == 0:
         return np.ascontiguousarray(x)
@@ -259,9 +264,10 @@ def _padded(x: np.ndarray, padding, suffix: str | None = None) -> np.ndarray:
     if suffix is not None and x.flags.c_contiguous:
         from ..compiler.kernels import num_threads, run_tasks
         fn, addr = _task(f"nchwc_pad_{suffix}")
-        dims = np.array([H, W, b, pt, pb, pl, pr], np.int64)
+        if dims is None:
+            dims = np.array([H, W, b, pt, pb, pl, pr], np.int64)
         argv = (ctypes.c_void_p * 3)(native.address(x), native.address(xp), native.address(dims))
-        run_tasks(fn, addr, argv, N * Cb * (H + pt + pb), num_threads() if xp.size >= REORDER_SPLIT else 1)
+        run_tasks(fn, addr, argv, N * Cb * (H + pt + pb), num_threads() if xp.size >= PAD_SPLIT else 1)
         return xp
     xp[:, :, :pt] = 0
     xp[:, :, pt + H:] = 0
@@ -271,46 +277,66 @@ def _padded(x: np.ndarray, padding, suffix: str | None = None) -> np.ndarray:
     return xp
 
 
-def _native_conv(x, w, b, res, *, stride, padding, dilation, relu) -> np.ndarray | None:
-    suffix = native.KERNEL_SUFFIX.get(x.dtype)
-    blk = w.shape[5]
-    if suffix is None or blk not in BLOCKS or not native.enabled():
+class _ConvCall:
+    """What one conv2d_nchwc geometry needs at every call, worked out once: the kernel (one- or
+    two-block form), the geometry struct, the padding geometry, the output shape and work items.
+    Per call only the output is allocated and six pointers filled (the per-call Python cost of a
+    layer went from ~13 to ~5 us; ResNet-18 runs 20 of them)."""
+
+    def __init__(self, xs, ws, dtype, stride, padding, dilation, relu) -> None:
+        self.suffix = native.KERNEL_SUFFIX[dtype]
+        N, Cb, H, W, bi = xs
+        Ob, _, kh, kw, _, blk = ws
+        (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = stride, padding, dilation
+        self.pair = PAIRS and f"{self.suffix}_b{blk}" in PAIR_VARIANTS and Ob % 2 == 0 and bi in (blk, 1) \
+            and sw in (1, 2)
+        self.fn, self.addr = _task(f"conv_nchwc_{'pair' if self.pair else 'task'}_{self.suffix}_b{blk}")
+        Ho, Wo = _out_size(H, kh, sh, pt + pb, dh), _out_size(W, kw, sw, pl + pr, dw)
+        self.out_shape = (N, Ob, Ho, Wo, blk)
+        self.geo = _Geo(N, Cb, H + pt + pb, W + pl + pr, Ob, kh, kw, sh, sw, dh, dw, Ho, Wo, int(bool(relu)), bi)
+        self.padding = padding
+        self.pad_dims = np.array([H, W, bi, pt, pb, pl, pr], np.int64)
+        self.items = N * (Ob // 2 if self.pair else Ob) * Ho
+
+    def __call__(self, x, w, b, res) -> np.ndarray:
+        from ..compiler.kernels import num_threads, run_tasks
+        xp = _padded(x, self.padding, self.suffix, self.pad_dims)
+        w, b = np.ascontiguousarray(w), np.ascontiguousarray(b)
+        res = None if res is None else np.ascontiguousarray(res)
+        y = np.empty(self.out_shape, x.dtype)
+        argv = (ctypes.c_void_p * 6)(native.address(xp), native.address(w), native.address(b),
+                                     None if res is None else native.address(res), native.address(y),
+                                     ctypes.addressof(self.geo))
+        # one work item per output row (per pair of output blocks), split on the kernels' pool: the
+        # same workers as the GEMM and the fused loops, so no second pool competes for cores
+        run_tasks(self.fn, self.addr, argv, self.items, num_threads())
+        return y
+
+
+@functools.lru_cache(maxsize=512)
+def _conv_call(specs: tuple, stride, padding, dilation, relu) -> _ConvCall | None:
+    """The checked call plan of one geometry (``specs``: (shape, dtype) of x, w, b[, residual]), or
+    None where the native kernel does not serve it. The check raises for bad shapes or dtypes; being
+    keyed on every shape and dtype, a cached plan stands for a passed check."""
+    _infer_conv2d_nchwc(*[Spec(sh, dt) for sh, dt in specs], stride=stride, padding=padding,
+                        dilation=dilation, relu=relu)
+    (xs, dtype), (ws, _) = specs[0], specs[1]
+    if not (int(np.prod(xs)) and int(np.prod(ws))) or dtype not in native.KERNEL_SUFFIX \
+            or ws[5] not in BLOCKS or not native.enabled():
         return None
-    lib = native.load("conv_nchwc")
-    if lib is None:
+    if native.load("conv_nchwc") is None:
         debug_note(1, "conv2d_nchwc: native kernel unavailable, using the NumPy path")
         return None
-    from ..compiler.kernels import num_threads, run_tasks
-    N, Cb, H, W, bi = x.shape
-    Ob, _, kh, kw, _, _ = w.shape
-    (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = stride, padding, dilation
-    pair = Ob % 2 == 0 and bi == blk and sw in (1, 2) and PAIRS
-    fn, addr = _task(f"conv_nchwc_{'pair' if pair else 'task'}_{suffix}_b{blk}")
-    Ho, Wo = _out_size(H, kh, sh, pt + pb, dh), _out_size(W, kw, sw, pl + pr, dw)
-    xp = _padded(x, padding, suffix)
-    w, b = np.ascontiguousarray(w), np.ascontiguousarray(b)
-    res = None if res is None else np.ascontiguousarray(res)
-    y = np.empty((N, Ob, Ho, Wo, blk), x.dtype)
-    geo = _Geo(N, Cb, H + pt + pb, W + pl + pr, Ob, kh, kw, sh, sw, dh, dw, Ho, Wo, int(bool(relu)), bi)
-    argv = (ctypes.c_void_p * 6)(native.address(xp), native.address(w), native.address(b),
-                                 None if res is None else native.address(res), native.address(y),
-                                 ctypes.addressof(geo))
-    # one work item per output row (per pair of output blocks), split on the kernels' pool: the
-    # same sleeping workers as the GEMM and the fused loops, so no second pool competes for cores
-    run_tasks(fn, addr, argv, N * (Ob // 2 if pair else Ob) * Ho, num_threads())
-    return y
+    return _ConvCall(xs, ws, dtype, stride, padding, dilation, relu)
 
 
 def _conv2d_nchwc_impl(x, w, b, *res, stride, padding, dilation, relu):
     r = res[0] if res else None
-    attrs = dict(stride=stride, padding=padding, dilation=dilation, relu=relu)
-    # the C kernel trusts shapes and dtypes: check them on every call (microseconds against milliseconds)
-    _infer_conv2d_nchwc(*[Spec(a.shape, a.dtype) for a in (x, w, b, *res)], **attrs)
-    if x.size and w.size:
-        y = _native_conv(x, w, b, r, **attrs)
-        if y is not None:
-            return y
-    return _reference(x, w, b, r, **attrs)
+    # the C kernel trusts shapes and dtypes: every call is checked (once per geometry, see _conv_call)
+    call = _conv_call(tuple((a.shape, a.dtype) for a in (x, w, b, *res)), stride, padding, dilation, relu)
+    if call is not None:
+        return call(x, w, b, r)
+    return _reference(x, w, b, r, stride=stride, padding=padding, dilation=dilation, relu=relu)
 
 
 CONV2D_NCHWC = defprim("conv2d_nchwc", _conv2d_nchwc_impl, _infer_conv2d_nchwc, differentiable=False,
@@ -344,12 +370,13 @@ def _max_pool2d_nchwc_impl(x, *, kernel_size, stride, padding, dilation, ceil_mo
         y = _max_pool2d_impl(_from_nchwc_impl(x, channels=Cb * b), kernel_size=kernel_size, stride=stride,
                              padding=padding, dilation=dilation, ceil_mode=ceil_mode)
         return _to_nchwc_impl(y, block=b)
-    from ..inference.conv_kernels import _parallel
+    from ..compiler.kernels import num_threads, run_tasks
     x = np.ascontiguousarray(x)
     y = np.empty(out_spec.shape, x.dtype)
     geo = _PoolGeo(N, Cb, H, W, *kernel_size, *stride, *padding, *dilation, Ho, Wo)
-    _parallel(getattr(lib, f"maxpool_nchwc_{suffix}_b{b}"), N * Cb * Ho, ctypes.c_void_p(x.ctypes.data),
-              ctypes.c_void_p(y.ctypes.data), ctypes.byref(geo), split=x.size >= REORDER_SPLIT)
+    fn, addr = _task(f"maxpool_nchwc_task_{suffix}_b{b}")
+    argv = (ctypes.c_void_p * 3)(native.address(x), native.address(y), ctypes.addressof(geo))
+    run_tasks(fn, addr, argv, N * Cb * Ho, num_threads() if x.size >= REORDER_SPLIT else 1)
     return y
 
 

@@ -261,7 +261,7 @@ def layout_nchwc(graph: Graph, block: int = BLOCK, policy: Policy = choose_layou
         chain, bias, residual, relu = _epilogue(out, O, users, outputs, removed)
         removed.update(id(n) for n in chain)
         final = chain[-1].outputs[0] if chain else out
-        in_block = block if x.shape[1] >= block else x.shape[1]    # fewer channels: one block of C (NHWC)
+        in_block = block if x.shape[1] >= block else 1    # fewer channels: planar NCHW, no reorder
         xb = blocked(x, nodes, in_block)
         wb = _constant(nodes, block_weight(w, block, in_block))
         bb = _constant(nodes, block_bias(bias, O, block, w.dtype))
