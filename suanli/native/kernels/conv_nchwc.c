@@ -164,9 +164,16 @@ void conv_nchwc_task_##SFX(void **a, long r0, long r1) {                        
         else rowgen_##SFX(xn, wob, bp, rrow, yrow, g, oh);
 
 #define ROW_FORM(T, SFX, NAME, SW, BI)                                                                  \
-static void NAME##_##SFX(const T *xn, const T *wob, const T *bp, const T *rrow, T *yrow,                \
+static __attribute__((noinline)) void NAME##_##SFX(const T *xn, const T *wob, const T *bp,             \
+                         const T *rrow, T *yrow,                                                        \
                          const nchwc_geo *g, long oh) {                                                 \
     row_##SFX(xn, wob, bp, rrow, yrow, g, oh, SW, BI);                                                  \
+}
+
+#define PAIR_FORM(T, SFX, NAME, SW, BI)                                                                 \
+static __attribute__((noinline)) void NAME##_##SFX(const T *xn, const T *w0, long wsize, const T *bp,   \
+        const T *r0, const T *r1, T *y0, T *y1, const nchwc_geo *g, long oh) {                          \
+    row_pair_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, SW, BI);                                   \
 }
 
 #define CONV_NCHWC_GENERIC(T, IT, B, SFX)                                                               \
@@ -223,6 +230,11 @@ static inline __attribute__((always_inline)) void row_pair_##SFX(               
         const nchwc_geo *g, long oh, const int SW, const int BI) {                                      \
     ROW_BLOCKS(pixels2_##SFX, xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, SW, BI)                         \
 }                                                                                                       \
+/* one function per form: compiled alone, each keeps its accumulators in registers (inlined into one    \
+ * dispatcher, the forms interfered: the 7-wide rows of ResNet's last stage ran at half speed) */       \
+PAIR_FORM(T, SFX, pair_s1, 1, B) PAIR_FORM(T, SFX, pair_s2, 2, B)                                       \
+PAIR_FORM(T, SFX, pair_p1, 1, 1) PAIR_FORM(T, SFX, pair_p2, 2, 1)                                       \
+                                                                                                        \
                                                                                                         \
 /* output rows (n, 2 * obp, oh) and (n, 2 * obp + 1, oh), items (n, obp, oh) in [i0, i1); Ob even,      \
  * bi = B or 1, width stride 1 or 2 -- ResNet's stem, 3x3 and 1x1 layers. On the 2-core test machine    \
@@ -238,11 +250,11 @@ void conv_nchwc_pair_##SFX(void **a, long i0, long i1) {                        
         long off0 = ((n * g->Ob + ob) * g->Ho + oh) * g->Wo * B, off1 = off0 + g->Ho * g->Wo * B;       \
         const T *r0 = res ? res + off0 : 0, *r1 = res ? res + off1 : 0;                                 \
         T *y0 = y + off0, *y1 = y + off1;                                                               \
-        if (g->bi == 1) {                     /* planar input (NCHW as blocks of one channel) */        \
-            if (g->sw == 1) row_pair_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, 1, 1);             \
-            else row_pair_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, 2, 1);                        \
-        } else if (g->sw == 1) row_pair_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, 1, B);          \
-        else row_pair_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh, 2, B);                            \
+        if (g->bi == 1) {     /* planar input (NCHW as blocks of one channel) */                        \
+            if (g->sw == 1) pair_p1_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh);                   \
+            else pair_p2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh);                              \
+        } else if (g->sw == 1) pair_s1_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh);                 \
+        else pair_s2_##SFX(xn, w0, wsize, bp, r0, r1, y0, y1, g, oh);                                  \
     }                                                                                                   \
 }
 
