@@ -176,6 +176,8 @@ def test_max_pool2d_nchwc_matches_torch(case, dtype):
     N, C, H, W, k, s, p, d, ceil = case
     x = np.random.default_rng(3).standard_normal((N, C, H, W)).astype(dtype)
     x[0, 0, 1, 1] = np.nan                                        # NaN propagates, as in torch
+    x[-1, -1, 4, 5] = x[0, 7, 5, 4] = np.nan                     # wherever it sits in a window
+    x[0, 1, 2, 2], x[0, 2, 3, 3] = np.inf, -np.inf
     want = TF.max_pool2d(torch.tensor(x), k, s, p, d, ceil_mode=ceil).numpy()
     for block in (8, 16):
         got = from_nchwc(max_pool2d_nchwc(to_nchwc(suanli.tensor(x), block), k, s, p, d, ceil), C).numpy()
