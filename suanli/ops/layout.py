@@ -8,8 +8,9 @@ input one channel at a time (``native/kernels/conv_nchwc.c``). Three primitives:
 * ``from_nchwc(x, channels)``   -- back to ``(N, channels, H, W)``, the padded channels dropped
 * ``conv2d_nchwc(x, w, bias[, residual], stride, padding, dilation, relu)`` -- convolution from blocked
   input to blocked output with the weight blocked once as ``(O/b, C/bi, kh, kw, bi, b)``
-  (:func:`block_weight`; the input block ``bi`` is ``b``, or ``C`` for an input of fewer channels than a
-  block), an optional residual added and an optional ReLU, all in the kernel's epilogue.
+  (:func:`block_weight`; the input block ``bi`` is ``b``, or, for an input of fewer channels than a
+  block, ``1`` (planar NCHW) or ``C`` (NHWC)), an optional residual added and an optional ReLU, all in
+  the kernel's epilogue.
 
 and ``max_pool2d_nchwc`` (``max_pool2d`` on the blocked layout, so a pooling layer inside a region needs
 no reorder).
@@ -153,8 +154,9 @@ FROM_NCHWC = defprim("from_nchwc", _from_nchwc_impl, _infer_from_nchwc, vjp=_fro
 def block_weight(w: np.ndarray, block: int, in_block: int | None = None) -> np.ndarray:
     """A conv2d weight ``(O, C, kh, kw)`` as ``(ceil(O/b), ceil(C/bi), kh, kw, bi, b)``, zero where the
     channel counts are not multiples of the blocks (done once, at compile time). The input block ``bi``
-    is ``block`` unless given: ``in_block=C`` reads an input whose channels all fit one block
-    (``to_nchwc(x, C)``, i.e. NHWC), which is how a first layer with 3 channels runs blocked.
+    is ``block`` unless given: ``in_block=1`` reads planar NCHW (``to_nchwc(x, 1)`` is a view), which
+    is how the layout pass runs a first layer with 3 channels; ``in_block=C`` reads NHWC (one block of
+    all C channels).
 
     >>> block_weight(np.ones((3, 2, 1, 1)), 4).shape, block_weight(np.ones((16, 3, 7, 7)), 16, 3).shape
     ((1, 1, 1, 1, 4, 4), (1, 1, 7, 7, 3, 16))

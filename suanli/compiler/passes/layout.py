@@ -82,9 +82,11 @@ def choose_layout(x_shape: Sequence[int], w_shape: Sequence[int], stride: Sequen
     stay NCHW: at batch 1 the blocked kernel is only 1.04-1.2x faster there, at batch 8 it is slower,
     and ResNet-18 end to end measured slower with them blocked (batch 8: 219 against 208 ms CPU time;
     batch 1 a tie). Grouped convolutions (no blocked kernel) and outputs narrower than a block stay
-    NCHW too; the rest goes blocked. An input with fewer channels than a block is read as a single
-    block of all its channels (NHWC, ``to_nchwc(x, C)``) rather than padded to 16 (13 of 16 lanes would
-    be zeros): ResNet's stem then runs 2.45x faster than im2col, and the max pooling after it runs
+    NCHW too; the rest goes blocked. An input with fewer channels than a block is read planar, as blocks
+    of one channel (``to_nchwc(x, 1)``: a view of the NCHW input, no reorder) rather than padded to 16
+    (13 of 16 lanes would be zeros). The table's stem row is the earlier NHWC read (one block of all 3
+    channels, ``to_nchwc(x, 3)``); read planar by the two-block kernel it went 1.54 -> 1.26 ms on one
+    thread and lost its 0.19 ms reorder. The max pooling after it runs
     blocked too (``max_pool2d_nchwc``: 0.18 against 0.83 ms at batch 1, 2.9 against 19.6 ms at batch
     8, 1x64x112x112 -> 56x56). Under load, with two
     threads, the margin is much larger: OpenBLAS's own two threads wait for each other when another
@@ -231,7 +233,7 @@ def layout_nchwc(graph: Graph, block: int = BLOCK, policy: Policy = choose_layou
     outputs = {v.id for v in graph.outputs}
     users = _users(graph)
     twin: dict[int, Value] = {}        # NCHW value id -> the same tensor, blocked
-    narrow: dict[int, Value] = {}      # value id -> the same tensor as one block of all its channels (NHWC)
+    narrow: dict[int, Value] = {}      # value id -> the same tensor as planar blocks of one channel
     removed: set[int] = set()
     nodes: list[Node] = []
 
