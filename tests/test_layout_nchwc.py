@@ -259,10 +259,12 @@ def test_pass_leaves_what_the_policy_rejects():
     assert _ops(layout_nchwc(g)) == ["conv2d", "conv2d"]
     from suanli.inference import conv_kernels
     n = conv_kernels.num_threads()
-    try:                                  # Winograd layers: NCHW at one kernel thread, blocked at two
-        for threads, want in ((1, "nchw"), (2, "nchwc")):
+    try:                                  # layers conv2d would run by Winograd go blocked at any thread count
+        for threads in (1, 2):
             conv_kernels.set_num_threads(threads)
-            assert choose_layout((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1) == want
+            for batch in (1, 8):
+                assert choose_layout((batch, 64, 56, 56), (64, 64, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1),
+                                     1) == "nchwc"
     finally:
         conv_kernels.set_num_threads(n)
     assert choose_layout((1, 64, 56, 56), (128, 64, 1, 1), (2, 2), ((0, 0), (0, 0)), (1, 1), 1) == "nchwc"

@@ -93,27 +93,23 @@ def choose_layout(x_shape: Sequence[int], w_shape: Sequence[int], stride: Sequen
     process takes a core (im2col and 1x1 layers then take 4-60 ms instead of 0.1-1.5 ms), while the
     blocked kernel's static two-way split merely slows down (``docs/benchmarks.md``).
 
-    With two kernel threads (``conv_kernels.num_threads() > 1``) the Winograd layers go blocked too:
-    Winograd's split at batch 1 scales poorly (1x64x56x56: 3.7 -> 3.2 ms for four layers from one to
-    two threads, where the blocked kernel goes 1.5-1.6x faster), and ResNet-18 end to end (quiet
-    machine, interleaved medians) measured 15.0 -> 13.2 ms at batch 1 and 88.3 -> 85.5 ms at batch 8;
-    at one thread the same change is slower (19.9 -> 20.6 and 140.7 -> 156.6 ms), so it is not made.
+    The Winograd layers now go blocked too. The table above predates the two-block kernel (110-200
+    GFLOP/s per thread then; 225-245 on the 3x3 layers now), when Winograd kept them at one thread. At
+    two threads Winograd's batch-1 split scaled poorly (1x64x56x56: 3.7 -> 3.2 ms for four layers),
+    and ResNet-18 went 15.0 -> 13.2 ms blocked. With the two-block kernel, one thread too: batch 1
+    19.4-21.2 -> 18.4 ms, batch 8 160-181 -> 144.6 ms (per image, Winograd's stage-3 and -4 layers took
+    1.2 and 1.5 ms against the blocked kernel's 1.0 and 1.1, and each one cost two reorders and an
+    unfused ReLU).
 
     >>> choose_layout((1, 512, 7, 7), (512, 512, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
     'nchwc'
-    >>> from suanli.inference import conv_kernels
-    >>> n = conv_kernels.num_threads(); conv_kernels.set_num_threads(1)
-    >>> choose_layout((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+    >>> choose_layout((8, 64, 56, 56), (64, 64, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+    'nchwc'
+    >>> choose_layout((1, 32, 56, 56), (32, 1, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 32)   # depthwise
     'nchw'
-    >>> conv_kernels.set_num_threads(n)
     """
-    from ...inference import conv_kernels
-    from ...inference.conv_kernels import choose_conv_kernel
     if groups != 1 or len(x_shape) != 4 or w_shape[0] < block:
         return "nchw"
-    if choose_conv_kernel(x_shape, w_shape, stride, padding, dilation, groups) == "winograd":
-        # one thread: Winograd wins; two: its batch-1 split scales poorly and blocking wins end to end
-        return "nchwc" if conv_kernels.num_threads() > 1 else "nchw"
     return "nchwc"
 
 
