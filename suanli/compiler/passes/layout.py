@@ -78,11 +78,11 @@ def choose_layout(x_shape: Sequence[int], w_shape: Sequence[int], stride: Sequen
     (same, input padded to 16 ch)    im2col       4.27    6.98   0.61x     (not done: 13/16 zeros)
     ===============================  ===========  ======  =====  ========  =====================
 
-    The blocked kernel runs at 110-200 GFLOP/s per thread (~2x that on two threads). Winograd layers
-    stay NCHW: at batch 1 the blocked kernel is only 1.04-1.2x faster there, at batch 8 it is slower,
-    and ResNet-18 end to end measured slower with them blocked (batch 8: 219 against 208 ms CPU time;
-    batch 1 a tie). Grouped convolutions (no blocked kernel) and outputs narrower than a block stay
-    NCHW too; the rest goes blocked. An input with fewer channels than a block is read planar, as blocks
+    The blocked kernel then ran at 110-200 GFLOP/s per thread (~2x that on two threads), and the
+    Winograd layers stayed NCHW (at batch 1 the blocked kernel was only 1.04-1.2x faster there, at batch
+    8 slower; ResNet-18 end to end slower with them blocked, 219 against 208 ms CPU time at batch 8) --
+    no longer so, see below. Grouped convolutions (no blocked kernel) and outputs narrower than a block
+    stay NCHW; the rest goes blocked. An input with fewer channels than a block is read planar, as blocks
     of one channel (``to_nchwc(x, 1)``: a view of the NCHW input, no reorder) rather than padded to 16
     (13 of 16 lanes would be zeros). The table's stem row is the earlier NHWC read (one block of all 3
     channels, ``to_nchwc(x, 3)``); read planar by the two-block kernel it went 1.54 -> 1.26 ms on one
