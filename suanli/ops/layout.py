@@ -54,8 +54,8 @@ __all__ = ["to_nchwc", "from_nchwc", "conv2d_nchwc", "max_pool2d_nchwc", "block_
 BLOCKS = (8, 16)        # block sizes the native kernel is built for
 PAIRS = True            # even output-block counts use the two-block kernel (conv_nchwc_pair; tests compare both)
 PAIR_VARIANTS = {"f32_b16"}   # the kernel variants built with the two-block form (see conv_nchwc.c)
-REORDER_SPLIT = 1 << 19 # elements from which a reorder is split between two threads (1x64x56x56:
-#                         0.053 ms on one, 0.078 on two -- the hand-off costs more than the copy)
+REORDER_SPLIT = 1 << 16 # elements from which a reorder or pool is split between threads (on the
+#                         spinning C pool: 1x64x56x56 92 -> 56 us; 1x512x7x7 11 -> 13 us, so not there)
 PAD_SPLIT = 1 << 17       # elements from which the padding copy is split (1x64x58x58: 25.7 -> 22.8 us)
 
 
