@@ -162,6 +162,25 @@ def test_native_and_numpy_paths_agree(case, dtype):
     np.testing.assert_allclose(fast, slow, rtol=tol, atol=tol)
 
 
+@needs_native
+def test_cached_call_plans_follow_native_disabled(monkeypatch):
+    """The per-geometry call plan is cached, but whether native kernels run is decided per call."""
+    import suanli.ops.layout as layout
+    calls = []
+    reference = layout._reference
+    monkeypatch.setattr(layout, "_reference", lambda *a, **k: calls.append(1) or reference(*a, **k))
+    x = to_nchwc(suanli.randn(1, 16, 6, 6), 16)
+    wb = suanli.tensor(block_weight(np.ones((32, 16, 3, 3), np.float32), 16))
+    run = lambda: conv2d_nchwc(x, wb, padding=1).numpy()   # noqa: E731
+    first = run()
+    with native.disabled():
+        second = run()
+    third = run()
+    assert len(calls) == 1                      # only the call inside the block took the NumPy path
+    np.testing.assert_allclose(second, first, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(third, first)
+
+
 POOLS = [  # N, C, H, W, kernel, stride, padding, dilation, ceil_mode
     (2, 20, 13, 12, 3, 2, 1, 1, False),
     (1, 16, 9, 10, 2, 2, 0, 1, True),

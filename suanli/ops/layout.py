@@ -283,7 +283,7 @@ class _ConvCall:
     """What one conv2d_nchwc geometry needs at every call, worked out once: the kernel (one- or
     two-block form), the geometry struct, the padding geometry, the output shape and work items.
     Per call only the output is allocated and six pointers filled (the per-call Python cost of a
-    layer went from ~13 to ~5 us; ResNet-18 runs 20 of them)."""
+    layer went from ~13 to ~7 us; ResNet-18 runs 20 of them)."""
 
     def __init__(self, xs, ws, dtype, stride, padding, dilation, relu) -> None:
         self.suffix = native.KERNEL_SUFFIX[dtype]
@@ -292,7 +292,7 @@ class _ConvCall:
         (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = stride, padding, dilation
         self.pair = PAIRS and f"{self.suffix}_b{blk}" in PAIR_VARIANTS and Ob % 2 == 0 and bi in (blk, 1) \
             and sw in (1, 2)
-        self.fn, self.addr = _task(f"conv_nchwc_{'pair' if self.pair else 'task'}_{self.suffix}_b{blk}")
+        self.symbol = f"conv_nchwc_{'pair' if self.pair else 'task'}_{self.suffix}_b{blk}"
         Ho, Wo = _out_size(H, kh, sh, pt + pb, dh), _out_size(W, kw, sw, pl + pr, dw)
         self.out_shape = (N, Ob, Ho, Wo, blk)
         self.geo = _Geo(N, Cb, H + pt + pb, W + pl + pr, Ob, kh, kw, sh, sw, dh, dw, Ho, Wo, int(bool(relu)), bi)
@@ -305,13 +305,14 @@ class _ConvCall:
         xp = _padded(x, self.padding, self.suffix, self.pad_dims)
         w, b = np.ascontiguousarray(w), np.ascontiguousarray(b)
         res = None if res is None else np.ascontiguousarray(res)
+        fn, addr = _task(self.symbol)
         y = np.empty(self.out_shape, x.dtype)
         argv = (ctypes.c_void_p * 6)(native.address(xp), native.address(w), native.address(b),
                                      None if res is None else native.address(res), native.address(y),
                                      ctypes.addressof(self.geo))
         # one work item per output row (per pair of output blocks), split on the kernels' pool: the
         # same workers as the GEMM and the fused loops, so no second pool competes for cores
-        run_tasks(self.fn, self.addr, argv, self.items, num_threads())
+        run_tasks(fn, addr, argv, self.items, num_threads())
         return y
 
 
@@ -319,15 +320,12 @@ class _ConvCall:
 def _conv_call(specs: tuple, stride, padding, dilation, relu) -> _ConvCall | None:
     """The checked call plan of one geometry (``specs``: (shape, dtype) of x, w, b[, residual]), or
     None where the native kernel does not serve it. The check raises for bad shapes or dtypes; being
-    keyed on every shape and dtype, a cached plan stands for a passed check."""
+    keyed on every shape and dtype, a cached plan stands for a passed check. Whether native kernels
+    are enabled and built is asked per call, not cached (``native.disabled()`` may change it)."""
     _infer_conv2d_nchwc(*[Spec(sh, dt) for sh, dt in specs], stride=stride, padding=padding,
                         dilation=dilation, relu=relu)
     (xs, dtype), (ws, _) = specs[0], specs[1]
-    if not (int(np.prod(xs)) and int(np.prod(ws))) or dtype not in native.KERNEL_SUFFIX \
-            or ws[5] not in BLOCKS or not native.enabled():
-        return None
-    if native.load("conv_nchwc") is None:
-        debug_note(1, "conv2d_nchwc: native kernel unavailable, using the NumPy path")
+    if not (int(np.prod(xs)) and int(np.prod(ws))) or dtype not in native.KERNEL_SUFFIX or ws[5] not in BLOCKS:
         return None
     return _ConvCall(xs, ws, dtype, stride, padding, dilation, relu)
 
@@ -336,8 +334,10 @@ def _conv2d_nchwc_impl(x, w, b, *res, stride, padding, dilation, relu):
     r = res[0] if res else None
     # the C kernel trusts shapes and dtypes: every call is checked (once per geometry, see _conv_call)
     call = _conv_call(tuple((a.shape, a.dtype) for a in (x, w, b, *res)), stride, padding, dilation, relu)
-    if call is not None:
-        return call(x, w, b, r)
+    if call is not None and native.enabled():
+        if native.load("conv_nchwc") is not None:
+            return call(x, w, b, r)
+        debug_note(1, "conv2d_nchwc: native kernel unavailable, using the NumPy path")
     return _reference(x, w, b, r, stride=stride, padding=padding, dilation=dilation, relu=relu)
 
 

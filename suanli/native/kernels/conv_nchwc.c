@@ -20,7 +20,7 @@
  *
  * Compile time is the constraint on specialisation: every (RW, stride, input block) combination is
  * a fully unrolled copy of the loop (the previous set of 14 widths x 7 forms x 4 types took 1m46s
- * to build). So only float32 block 16 -- what the layout pass emits -- gets constant strides and the
+ * to build; this set, 6 s). So only float32 block 16 -- what the layout pass emits -- gets constant strides and the
  * two-block kernel; the other types run one generic form. A row is register blocks of RW_MAX pixels,
  * then the remainder as one block of 7 (ResNet's last stage) or pieces of 8, 4, 2 and 1.
  * maxpool_nchwc: max pooling on the same layout, so a pooling layer between blocked convolutions

@@ -42,8 +42,7 @@ typedef struct {
     atomic_long go;                   /* bumped by the caller per job given to this worker */
     atomic_int sleeping;              /* the worker is (about to be) blocked on cv */
     pthread_cond_t cv;
-    char pad[64];                     /* one slot per cache line pair: no false sharing of 'go' */
-} slot_t;
+} __attribute__((aligned(64))) slot_t;  /* slots on their own cache lines: no false sharing of 'go' */
 
 static pthread_mutex_t job_lock = PTHREAD_MUTEX_INITIALIZER;   /* one job at a time */
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;         /* sleeping and waking */
