@@ -148,7 +148,8 @@ def bench_layers(rounds: int, block: int, single_thread: bool) -> None:
         x = rng.standard_normal((N, C, H, W)).astype(np.float32)
         w = (rng.standard_normal((O, C, k, k)) / np.sqrt(C * k * k)).astype(np.float32)
         attrs = dict(stride=(s, s), padding=((p, p), (p, p)), dilation=(1, 1))
-        xb, wb = L._to_nchwc_impl(x, block=block), L.block_weight(w, block)
+        bi = block if C >= block else 1          # as the pass: a narrow input (the RGB stem) is read planar
+        xb, wb = L._to_nchwc_impl(x, block=bi), L.block_weight(w, block, bi)
         b = np.zeros(wb.shape[0] * block, np.float32)
         runners = {"conv2d": lambda: _conv2d_impl(x, w, groups=1, **attrs),
                    "nchwc": lambda: L._conv2d_nchwc_impl(xb, wb, b, relu=False, **attrs)}
