@@ -1,5 +1,5 @@
 """Inference side by side: suanli's Session, onnxruntime (ORT_ENABLE_ALL) and torch eager, one process
-per thread count, medians of whole forward passes.
+per thread count, medians of whole forward passes timed in alternation (``_harness.interleaved_medians``).
 
     python bench/inference.py                   # ResNet-18 (batch 1 and 8), a MiniLM-shaped encoder, GPT decode
     python bench/inference.py --case resnet18 --threads 2
