@@ -509,3 +509,22 @@ def test_gemm_kernel_rejects_arguments_it_was_not_built_for():
         with pytest.raises(ShapeError, match=r"(?s)GemmKernel.*a \(4, 3\) float32, b \(3, 5\)"):
             k(*bad)
     assert k(a, b, np.ones(5, np.float32))[0][0, 0] == 4.0
+
+
+def test_row_kernels_reject_arguments_they_were_not_built_for():
+    from suanli.compiler.codegen_rows import LayerNormGradKernel
+    from suanli.errors import ShapeError
+    from suanli.graph.interpret import run_primitive
+    x = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32)
+    k = RowKernel("softmax_grad", (4, 6), np.float32, {"dim": 1})
+    for bad in [(x, x[:, :5]), (x, x.astype(np.float64)), (x,), (x, x, x)]:
+        with pytest.raises(ShapeError, match=r"(?s)RowKernel softmax_grad.*y \(4, 6\) float32, g \(4, 6\)"):
+            k(*bad)
+    np.testing.assert_allclose(k(x, x)[0], run_primitive("softmax_grad", [x, x], {"dim": 1}), rtol=1e-6)
+    ln = LayerNormGradKernel((4, 6), np.float32, (1,), 1e-5, (6,))
+    w = np.ones(6, np.float32)
+    for bad in [(x, x, x, np.ones(5, np.float32)), (x, x, x[:3], w), (x, x, x, w.astype(np.float64))]:
+        with pytest.raises(ShapeError, match=r"(?s)LayerNormGradKernel.*w \(6,\) float32"):
+            ln(*bad)
+    assert [o.shape for o in ln(x, x, x, w)] == [(4, 6), (6,)]
+

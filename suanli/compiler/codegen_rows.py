@@ -30,7 +30,8 @@ from ..native import address as _address
 from ..graph import Graph, Node, has_sym
 from ..graph.interpret import run_primitive
 from .gemm import GemmKernel
-from .kernels import PARALLEL_MIN_ELEMENTS, _has_libmvec, bind, compile_flags, num_threads, run_tasks
+from .kernels import (PARALLEL_MIN_ELEMENTS, _has_libmvec, bind, check_arguments, compile_flags, num_threads,
+                      run_tasks)
 
 __all__ = ["RowKernel", "GemmKernel", "RowGroup", "lower_native_ops", "ROW_OPS"]
 
@@ -77,7 +78,9 @@ class RowKernel:
         if op not in ROW_OPS:
             raise ValueError(f"RowKernel: {op!r} is not one of {ROW_OPS}")
         self.op, self.shape, self.dtype, self.attrs = op, tuple(shape), np.dtype(dtype), dict(attrs)
-        self.n_inputs = {"softmax": 1, "softmax_grad": 2, "standardize": 1, "standardize_grad": 3}[op]
+        self._names = {"softmax": ("x",), "softmax_grad": ("y", "g"), "standardize": ("x",),
+                       "standardize_grad": ("x", "y", "g")}[op]
+        self.n_inputs = len(self._names)
         if op.startswith("softmax"):
             n = self.shape[-1]
             q = self.shape[-2] if len(self.shape) >= 2 else 1
@@ -97,6 +100,8 @@ class RowKernel:
         return self._fn is not None
 
     def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        # the C kernel trusts the shape it was built for: every input has it (the primitive's rule)
+        check_arguments(f"RowKernel {self.op}", [(n, self.shape) for n in self._names], arrays, self.dtype)
         if self._fn is None or self.rows == 0:
             return [run_primitive(self.op, arrays, self.attrs)]
         ins = [a if a.flags.c_contiguous else np.ascontiguousarray(a) for a in arrays]
@@ -140,6 +145,9 @@ class LayerNormGradKernel:
         return self._fn is not None
 
     def __call__(self, x: np.ndarray, y: np.ndarray, g: np.ndarray, w: np.ndarray) -> list[np.ndarray]:
+        trailing = self.shape[len(self.shape) - len(self.attrs["axes"]):]
+        check_arguments("LayerNormGradKernel", [("x", self.shape), ("y", self.shape), ("g", self.shape),
+                                                ("w", trailing)], [x, y, g, w], self.dtype)
         if self._fn is None or self.rows == 0:
             gw = run_primitive("mul", [g, w], {})
             lead = tuple(range(len(self.shape) - len(self.attrs["axes"])))

@@ -28,7 +28,6 @@ import numpy as np
 
 from .. import native
 from ..native import address as _address
-from ..errors import ShapeError, op_error
 from ..graph.interpret import run_primitive
 from . import kernels
 from .kernels import bind, num_threads, run_tasks
@@ -193,16 +192,9 @@ class GemmKernel:
 
     def _check(self, a: np.ndarray, b: np.ndarray, bias: tuple) -> None:
         """The C kernel trusts the shapes it was built for: check them (and dtypes) on every call."""
-        want = [("a", self.a_shape), ("b", self.b_shape)] + [("bias", (self.N,))] * len(bias)
-        got = [a, b, *bias]
-        if len(bias) > 1 or any(not isinstance(x, np.ndarray) or x.shape != shape or x.dtype != self.dtype
-                                for x, (_, shape) in zip(got, want)):
-            raise op_error("GemmKernel", "arguments do not match the shapes and dtype the kernel was built for",
-                           expect=", ".join(f"{n} {s} {self.dtype}" for n, s in want),
-                           actual=", ".join(f"{getattr(x, 'shape', type(x).__name__)} {getattr(x, 'dtype', '')}"
-                                            for x in got),
-                           hint="build a GemmKernel for these shapes (a compiled plan re-traces on new ones)",
-                           cls=ShapeError)
+        from .kernels import check_arguments
+        want = [("a", self.a_shape), ("b", self.b_shape)] + [("bias", (self.N,))] * min(len(bias), 1)
+        check_arguments("GemmKernel", want, [a, b, *bias], self.dtype)
 
     def __repr__(self) -> str:
         return f"<GemmKernel {self.a_shape} @ {self.b_shape} {self.dtype}{' heads_last' if self.heads_last else ''}>"

@@ -46,7 +46,7 @@ from .codegen import generate, plan_loops
 from .group import FusedGroup
 
 __all__ = ["FusedKernel", "build", "epilogue", "num_threads", "set_num_threads", "run_tasks", "bind", "blas_on_pool",
-           "compile_flags", "PARALLEL_MIN_ELEMENTS"]
+           "compile_flags", "check_arguments", "PARALLEL_MIN_ELEMENTS"]
 
 PARALLEL_MIN_ELEMENTS = 1 << 15      # below this a parallel region costs more than it saves
 _threads: int | None = None
@@ -98,6 +98,32 @@ def run_tasks(fn: Any, addr: int, argv: Any, ntasks: int, nt: int) -> None:
         fn(argv, 0, ntasks)
     else:
         pool(addr, argv, ntasks, nt)
+
+
+def check_arguments(kernel: str, want: Sequence[tuple[str, tuple[int, ...]]], got: Sequence[Any], dtype: Any) -> None:
+    """A C kernel built for fixed shapes trusts them: raise a ``ShapeError`` naming the expected and
+    actual shapes and dtypes unless each of ``got`` is an array of its ``want`` shape and ``dtype``.
+
+    >>> check_arguments("RowKernel softmax", [("x", (2, 3))], [np.zeros((2, 3), np.float32)], np.float32)
+    >>> check_arguments("RowKernel softmax", [("x", (2, 3))], [np.zeros((3, 2), np.float32)], np.float32)
+    Traceback (most recent call last):
+    ...
+    suanli.errors.ShapeError: RowKernel softmax: arguments do not match the shapes and dtype the kernel was built for
+      Expect: x (2, 3) float32
+      Actual: x (3, 2) float32
+      help: build a kernel for these shapes (a compiled plan re-traces on new ones)
+    """
+    from ..errors import ShapeError
+    dt = np.dtype(dtype)
+    if len(got) != len(want) or any(not isinstance(a, np.ndarray) or a.shape != tuple(shape) or a.dtype != dt
+                                    for a, (_, shape) in zip(got, want)):
+        names = [n for n, _ in want] + ["extra"] * (len(got) - len(want))
+        raise op_error(kernel, "arguments do not match the shapes and dtype the kernel was built for",
+                       expect=", ".join(f"{n} {tuple(s)} {dt}" for n, s in want),
+                       actual=", ".join(f"{n} {getattr(a, 'shape', type(a).__name__)} {getattr(a, 'dtype', '')}"
+                                        for n, a in zip(names, got)),
+                       hint="build a kernel for these shapes (a compiled plan re-traces on new ones)",
+                       cls=ShapeError)
 
 
 openblas_libs = native.openblas_libs   # shared with the inference session's BLAS thread policy
