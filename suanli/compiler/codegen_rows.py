@@ -81,6 +81,7 @@ class RowKernel:
         self._names = {"softmax": ("x",), "softmax_grad": ("y", "g"), "standardize": ("x",),
                        "standardize_grad": ("x", "y", "g")}[op]
         self.n_inputs = len(self._names)
+        self._label, self._want = f"RowKernel {op}", [(n, self.shape) for n in self._names]
         if op.startswith("softmax"):
             n = self.shape[-1]
             q = self.shape[-2] if len(self.shape) >= 2 else 1
@@ -101,7 +102,7 @@ class RowKernel:
 
     def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
         # the C kernel trusts the shape it was built for: every input has it (the primitive's rule)
-        check_arguments(f"RowKernel {self.op}", [(n, self.shape) for n in self._names], arrays, self.dtype)
+        check_arguments(self._label, self._want, arrays, self.dtype)
         if self._fn is None or self.rows == 0:
             return [run_primitive(self.op, arrays, self.attrs)]
         ins = [a if a.flags.c_contiguous else np.ascontiguousarray(a) for a in arrays]
@@ -134,6 +135,8 @@ class LayerNormGradKernel:
         self.rows = math.prod(self.shape) // self.n if self.n else 0
         self.tasks = -(-self.rows // self.ROWS_PER_TASK)
         self._dims = np.array([self.n, self.rows, self.ROWS_PER_TASK], np.int64)
+        trailing = self.shape[len(self.shape) - len(axes):]
+        self._want = [("x", self.shape), ("y", self.shape), ("g", self.shape), ("w", trailing)]
         self._eps = np.array([eps], np.float64)
         self._fn = self._addr = None
         lib = _library("standardize") if self.dtype in _SUFFIX else None
@@ -145,9 +148,7 @@ class LayerNormGradKernel:
         return self._fn is not None
 
     def __call__(self, x: np.ndarray, y: np.ndarray, g: np.ndarray, w: np.ndarray) -> list[np.ndarray]:
-        trailing = self.shape[len(self.shape) - len(self.attrs["axes"]):]
-        check_arguments("LayerNormGradKernel", [("x", self.shape), ("y", self.shape), ("g", self.shape),
-                                                ("w", trailing)], [x, y, g, w], self.dtype)
+        check_arguments("LayerNormGradKernel", self._want, (x, y, g, w), self.dtype)
         if self._fn is None or self.rows == 0:
             gw = run_primitive("mul", [g, w], {})
             lead = tuple(range(len(self.shape) - len(self.attrs["axes"])))

@@ -192,9 +192,8 @@ class GemmKernel:
 
     def _check(self, a: np.ndarray, b: np.ndarray, bias: tuple) -> None:
         """The C kernel trusts the shapes it was built for: check them (and dtypes) on every call."""
-        from .kernels import check_arguments
         want = [("a", self.a_shape), ("b", self.b_shape)] + [("bias", (self.N,))] * min(len(bias), 1)
-        check_arguments("GemmKernel", want, [a, b, *bias], self.dtype)
+        kernels.check_arguments("GemmKernel", want, (a, b, *bias), self.dtype)
 
     def __repr__(self) -> str:
         return f"<GemmKernel {self.a_shape} @ {self.b_shape} {self.dtype}{' heads_last' if self.heads_last else ''}>"
