@@ -34,8 +34,9 @@ import numpy as np  # noqa: E402
 from _harness import machine, print_table  # noqa: E402
 
 
-def _resnet18():
-    """torchvision-layout ResNet-18 in eval mode with non-trivial batch-norm statistics (folded biases)."""
+def resnet18_with_statistics():
+    """torchvision-layout ResNet-18 in eval mode with non-trivial batch-norm statistics (folded biases
+    not zero); the layout tests build their ResNet with it too."""
     import suanli
     from suanli import nn
     from suanli.models import resnet
@@ -82,7 +83,7 @@ def bench_resnet(batches: list[int], rounds: int, single_thread: bool) -> None:
     if single_thread:
         set_num_threads(1)
         clock = time.thread_time
-    model = _resnet18()
+    model = resnet18_with_statistics()
     rows = []
     for B in batches:
         x = suanli.randn(B, 3, 224, 224)

@@ -2,20 +2,22 @@
 convolution against torch and between its native and NumPy paths, and the ``layout_nchwc`` pass on
 small graphs and on ResNet-18 through ``Session`` (graph verifies, reorders only at region boundaries,
 outputs equal to the untransformed session)."""
+import os
+import sys
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF
 
 import suanli
-from suanli import native, nn
+from suanli import native
 from suanli.autograd import gradcheck
 from suanli.compiler import passes as P
 from suanli.compiler.passes.layout import choose_layout, layout_nchwc
 from suanli.errors import DTypeError, ShapeError
 from suanli.graph import Graph, interpret, verify
 from suanli.inference import Session
-from suanli.models import resnet
 from suanli.ops.layout import block_weight, conv2d_nchwc, from_nchwc, max_pool2d_nchwc, to_nchwc
 
 needs_native = pytest.mark.skipif(native.load("conv_nchwc") is None, reason="no working C compiler here")
@@ -290,16 +292,10 @@ def test_pass_leaves_what_the_policy_rejects():
 
 
 def _resnet18():
-    suanli.manual_seed(0)
-    model = resnet.resnet18().eval()
-    rng = np.random.default_rng(0)
-    for mod in model.modules():          # non-trivial statistics: folded biases are not zero
-        if isinstance(mod, nn.BatchNorm2d):
-            C = mod.running_mean.shape[0]
-            mod.running_mean._data[:] = rng.normal(0, 0.1, C)
-            mod.running_var._data[:] = rng.uniform(0.5, 1.5, C)
-            mod.bias._data[:] = rng.normal(0, 0.1, C)
-    return model
+    """ResNet-18 with non-trivial batch-norm statistics (folded biases are not zero): the benchmark's."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
+    from layout import resnet18_with_statistics
+    return resnet18_with_statistics()
 
 
 def _without_layout():
@@ -390,3 +386,16 @@ def _out_hw(H, W, k, stride, padding):
     sh, sw = (stride, stride) if isinstance(stride, int) else stride
     ph, pw = (padding, padding) if isinstance(padding, int) else padding
     return (H + 2 * ph - k) // sh + 1, (W + 2 * pw - k) // sw + 1
+
+
+def test_conv_attributes_given_as_lists_work_like_tuples():
+    """The per-geometry call plans are cached by their attributes; lists (unhashable) take the same
+    plan uncached instead of failing inside the cache."""
+    from suanli.ops.layout import _conv2d_nchwc_impl
+    rng = np.random.default_rng(4)
+    x = to_nchwc(suanli.tensor(rng.standard_normal((1, 16, 6, 7)).astype(np.float32)), 16).numpy()
+    w = block_weight(rng.standard_normal((32, 16, 3, 3)).astype(np.float32), 16)
+    b = rng.standard_normal(32).astype(np.float32)
+    want = _conv2d_nchwc_impl(x, w, b, stride=(1, 2), padding=((1, 1), (0, 1)), dilation=(1, 1), relu=True)
+    got = _conv2d_nchwc_impl(x, w, b, stride=[1, 2], padding=[[1, 1], [0, 1]], dilation=[1, 1], relu=True)
+    np.testing.assert_array_equal(got, want)

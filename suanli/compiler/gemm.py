@@ -117,6 +117,8 @@ class GemmKernel:
         self.out_shape = (self.batch + (self.M, self.N) if not self.heads_last
                           else (self.batch[0], self.M, self.batch[1], self.N))
         self.flops = 2 * math.prod(self.batch) * self.M * self.N * self.K
+        self._want = [("a", self.a_shape), ("b", self.b_shape)]          # what each call is checked against
+        self._want_bias = self._want + [("bias", (self.N,))]
         found = _gemm_fn(self.dtype)
         self._fn, self._addr = found if found is not None else (None, None)
         self.weight = self._packed = None
@@ -192,8 +194,7 @@ class GemmKernel:
 
     def _check(self, a: np.ndarray, b: np.ndarray, bias: tuple) -> None:
         """The C kernel trusts the shapes it was built for: check them (and dtypes) on every call."""
-        want = [("a", self.a_shape), ("b", self.b_shape)] + [("bias", (self.N,))] * min(len(bias), 1)
-        kernels.check_arguments("GemmKernel", want, (a, b, *bias), self.dtype)
+        kernels.check_arguments("GemmKernel", self._want_bias if bias else self._want, (a, b, *bias), self.dtype)
 
     def __repr__(self) -> str:
         return f"<GemmKernel {self.a_shape} @ {self.b_shape} {self.dtype}{' heads_last' if self.heads_last else ''}>"

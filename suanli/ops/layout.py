@@ -333,7 +333,11 @@ def _conv_call(specs: tuple, stride, padding, dilation, relu) -> _ConvCall | Non
 def _conv2d_nchwc_impl(x, w, b, *res, stride, padding, dilation, relu):
     r = res[0] if res else None
     # the C kernel trusts shapes and dtypes: every call is checked (once per geometry, see _conv_call)
-    call = _conv_call(tuple((a.shape, a.dtype) for a in (x, w, b, *res)), stride, padding, dilation, relu)
+    key = (tuple((a.shape, a.dtype) for a in (x, w, b, *res)), stride, padding, dilation, relu)
+    try:
+        call = _conv_call(*key)
+    except TypeError:                 # attributes given as lists (unhashable): the same plan, not cached
+        call = _conv_call.__wrapped__(*key)
     if call is not None and native.enabled():
         if native.load("conv_nchwc") is not None:
             return call(x, w, b, r)
