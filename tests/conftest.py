@@ -26,3 +26,15 @@ def _strict_mode():
     yield
     st.check_shapes, st.grad_enabled = prev[0], prev[1]
     suanli.set_default_dtype(prev[2])
+
+
+@pytest.fixture
+def torch_single_thread():
+    """The torch oracle on one thread: with tiny ops its thread pool only spins, and under a loaded
+    machine (parallel test runs) that made a 20-step BabyGPT run take 30 s instead of 1 s. Modules
+    whose oracles are small use it with ``pytestmark = pytest.mark.usefixtures("torch_single_thread")``."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -19,12 +19,7 @@ CFG = {"bias": GPTConfig(block_size=12, vocab_size=11, n_layer=2, n_head=2, n_em
        "nobias": GPTConfig(block_size=10, vocab_size=7, n_layer=3, n_head=4, n_embd=16, bias=False)}
 
 
-@pytest.fixture(autouse=True)
-def _torch_single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")   # see conftest.py
 
 
 # ============================================================================ torch oracle with a cache

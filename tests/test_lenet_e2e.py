@@ -41,12 +41,7 @@ class TorchLeNet5(tnn.Module):
         return self.output(torch.tanh(self.f6(x)))
 
 
-@pytest.fixture(autouse=True)
-def _torch_single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")   # see conftest.py
 
 
 def digits_float64() -> tuple[np.ndarray, np.ndarray]:

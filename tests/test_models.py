@@ -27,14 +27,7 @@ TOL = {"float64": dict(rtol=1e-9, atol=1e-11), "float32": dict(rtol=2e-4, atol=2
 TORCH_DTYPE = {"float64": torch.float64, "float32": torch.float32}
 
 
-@pytest.fixture(autouse=True)
-def _torch_single_thread():
-    """The torch oracle on one thread: with tiny ops its thread pool only spins, and under a loaded
-    machine (parallel test runs) that made a 20-step BabyGPT run take 30 s instead of 1 s."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")   # see conftest.py
 
 
 # ================================================================================== torch twins
